@@ -1,0 +1,1 @@
+"""Data code: sources (synthetic, HDTF, MEAD, folder), cropping and feature extraction."""

@@ -1,0 +1,1 @@
+"""Clip sources for the ingest stage: synthetic (default), hdtf, mead, folder."""

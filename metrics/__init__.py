@@ -1,0 +1,50 @@
+"""Talking-head metrics computed as the community computes them.
+
+One module per metric family (pure functions, NumPy/torch in, numbers out), the suite
+that runs them over paired ground-truth/generated videos, and table/diff writers.
+Every metric declares its direction in :data:`HIGHER_IS_BETTER`. The protocol facts
+these follow are in ``shared/reference/metrics-protocol.md``.
+
+This package never imports Prefect or DVC.
+"""
+
+from __future__ import annotations
+
+HIGHER_IS_BETTER: dict[str, bool] = {
+    "psnr": True,
+    "ssim": True,
+    "m_lmd": False,
+    "f_lmd": False,
+    "fid": False,
+    "fd": False,
+    "lse_c": True,
+    "lse_d": False,
+    "sync_offset_abs": False,
+    "acc_emo": True,
+    "mouth_err": False,
+    "pose_err": False,
+    "emo_agree": True,
+    "id_drift": False,
+}
+"""Declared direction of every metric (base name, without a ``[backend]`` suffix)."""
+
+
+def base_name(key: str) -> str:
+    """Metric name without its backend label.
+
+    >>> base_name("lse_c[syncnet_v2]")
+    'lse_c'
+    """
+    return key.split("[", 1)[0]
+
+
+def higher_is_better(key: str) -> bool:
+    """Direction of a metric key such as ``"fd[rgb-pool8]"``; ValueError when unknown.
+
+    >>> higher_is_better("psnr"), higher_is_better("fd[rgb-pool8]")
+    (True, False)
+    """
+    name = base_name(key)
+    if name not in HIGHER_IS_BETTER:
+        raise ValueError(f"unknown metric {key!r}; known: {sorted(HIGHER_IS_BETTER)}")
+    return HIGHER_IS_BETTER[name]

@@ -1,0 +1,190 @@
+"""Video-level emotion accuracy over the 8 MEAD classes (Acc_emo, higher is better).
+
+``FrameAttentionNet`` follows Emotion-FAN's design (per-frame CNN features, a
+self-attention weight per frame, a relation-attention weight on [frame, video]
+features, a linear head on the attention-weighted mean) with Emotion-FAN's head names
+(``alpha``, ``beta``, ``pred_fc1``, ``pred_fc2``). Two backbones:
+
+* ``"resnet18"`` — Emotion-FAN's trunk; ``from_emotion_fan(path)`` loads an
+  Emotion-FAN checkpoint fine-tuned on MEAD's 8 classes (file name registered as
+  ``emotion_fan`` in ``edtalk.weights``); ``module.`` prefixes and a ``state_dict``
+  wrapper are accepted.
+* ``"small"`` — a few strided convs, for the classifier trained in-pipeline.
+
+Inputs are RGB uint8 frames; like Emotion-FAN's ``ToTensor`` they are scaled to [0, 1]
+with no further normalisation.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torchvision
+from torch import nn
+
+from edtalk.data.schema import EMOTIONS
+
+HIGHER_IS_BETTER = True
+N_CLASSES = len(EMOTIONS)
+
+
+@dataclass(frozen=True)
+class EmotionConfig:
+    backbone: str = "small"     # "small" | "resnet18"
+    image_size: int = 64
+    width: int = 32             # channels of the small backbone's first conv
+    dropout: float = 0.4
+
+
+def _small_trunk(width: int) -> tuple[nn.Module, int]:
+    layers: list[nn.Module] = []
+    c_in = 3
+    for mult in (1, 2, 4, 8):
+        c = width * mult
+        layers += [nn.Conv2d(c_in, c, 3, 2, 1, bias=False), nn.BatchNorm2d(c), nn.ReLU(inplace=True)]
+        c_in = c
+    layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten()]
+    return nn.Sequential(*layers), c_in
+
+
+class FrameAttentionNet(nn.Module):
+    """Frames (N x 3 x S x S in [0, 1]) of one video -> 8 class logits.
+
+    >>> net = FrameAttentionNet(EmotionConfig(width=4, image_size=32)).eval()
+    >>> net(torch.rand(5, 3, 32, 32)).shape
+    torch.Size([8])
+    """
+
+    def __init__(self, config: EmotionConfig = EmotionConfig()) -> None:
+        super().__init__()
+        self.config = config
+        if config.backbone == "resnet18":
+            r = torchvision.models.resnet18(weights=None)
+            self.conv1, self.bn1, self.relu, self.maxpool = r.conv1, r.bn1, r.relu, r.maxpool
+            self.layer1, self.layer2, self.layer3, self.layer4 = r.layer1, r.layer2, r.layer3, r.layer4
+            self.avgpool = nn.AdaptiveAvgPool2d(1)
+            dim = 512
+        elif config.backbone == "small":
+            self.trunk, dim = _small_trunk(config.width)
+        else:
+            raise ValueError(f"backbone must be 'small' or 'resnet18', got {config.backbone!r}")
+        self.dropout = nn.Dropout(config.dropout)
+        self.alpha = nn.Sequential(nn.Linear(dim, 1), nn.Sigmoid())
+        self.beta = nn.Sequential(nn.Linear(2 * dim, 1), nn.Sigmoid())
+        self.pred_fc1 = nn.Linear(dim, N_CLASSES)
+        self.pred_fc2 = nn.Linear(2 * dim, N_CLASSES)
+
+    def frame_features(self, x: torch.Tensor) -> torch.Tensor:
+        if self.config.backbone == "small":
+            return self.trunk(x)
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
+        return self.avgpool(x).flatten(1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        f = self.frame_features(x)                                     # N x D
+        a = self.alpha(self.dropout(f))                                # self-attention
+        video = (f * a).sum(0, keepdim=True) / a.sum()
+        cat = torch.cat([f, video.expand_as(f)], dim=1)
+        b = self.beta(self.dropout(cat))                               # relation attention
+        pooled = (cat * a * b).sum(0) / (a * b).sum()
+        return self.pred_fc2(self.dropout(pooled))
+
+
+def from_emotion_fan(path: str | os.PathLike, image_size: int = 224) -> FrameAttentionNet:
+    """Load an Emotion-FAN (ResNet-18, 8 MEAD classes) checkpoint; eval mode.
+
+    Raises ``MissingWeights``-style FileNotFoundError naming the expected file when absent
+    and ValueError listing differing keys when the layout is not Emotion-FAN's.
+    """
+    from edtalk.weights import MissingWeights, get, load_state_dict
+
+    if not os.path.isfile(path):
+        raise MissingWeights(f"missing Emotion-FAN weights {path} (expected a MEAD-8 "
+                             f"fine-tuned checkpoint, registry file name {get('emotion_fan').filename})")
+    state = dict(load_state_dict(path))
+    if "state_dict" in state and isinstance(state["state_dict"], dict):
+        state = dict(state["state_dict"])
+    state = {k.removeprefix("module."): v for k, v in state.items()}
+    state = {k: v for k, v in state.items() if not k.startswith("fc.")}   # unused ImageNet head
+    net = FrameAttentionNet(EmotionConfig(backbone="resnet18", image_size=image_size))
+    expected = net.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    bad = [k for k in expected if k in state and state[k].shape != expected[k].shape]
+    if missing or unexpected or bad:
+        raise ValueError(f"{path} is not an 8-class Emotion-FAN checkpoint: missing {missing[:8]}, "
+                         f"unexpected {unexpected[:8]}, shape mismatches {bad[:8]}")
+    net.load_state_dict(state)
+    return net.eval()
+
+
+def save_trained(net: FrameAttentionNet, path: str | os.PathLike) -> None:
+    """Save an in-pipeline classifier as ``{"config": {...}, "state_dict": {...}}``."""
+    from edtalk.data import atomic
+
+    c = net.config
+    cfg = {"backbone": c.backbone, "image_size": c.image_size, "width": c.width, "dropout": c.dropout}
+    with atomic.atomic_path(path) as tmp:
+        torch.save({"config": cfg, "state_dict": net.state_dict()}, tmp)
+
+
+def load(path: str | os.PathLike) -> tuple[FrameAttentionNet, str]:
+    """(classifier in eval mode, backend label): a ``save_trained`` file gives
+    ``emotion:trained-here@<sha256[:8]>``, anything else is read as Emotion-FAN."""
+    from edtalk.weights import load_state_dict, sha256_of
+
+    obj = load_state_dict(path)
+    if "config" in obj and "state_dict" in obj and isinstance(obj["config"], dict):
+        net = FrameAttentionNet(EmotionConfig(**obj["config"]))
+        net.load_state_dict(obj["state_dict"])
+        return net.eval(), f"emotion:trained-here@{sha256_of(path)[:8]}"
+    return from_emotion_fan(path), "emotion_fan"
+
+
+def to_input(frames: np.ndarray, size: int) -> torch.Tensor:
+    """RGB uint8 T x H x W x 3 -> T x 3 x size x size float in [0, 1] (bilinear)."""
+    if not isinstance(frames, np.ndarray) or frames.dtype != np.uint8 or frames.ndim != 4:
+        raise ValueError("frames must be uint8 T x H x W x 3")
+    x = torch.from_numpy(frames).permute(0, 3, 1, 2).float() / 255.0
+    if x.shape[-1] != size or x.shape[-2] != size:
+        x = torch.nn.functional.interpolate(x, size=(size, size), mode="bilinear",
+                                            align_corners=False)
+    return x
+
+
+@torch.inference_mode()
+def predict_video(frames: np.ndarray, net: FrameAttentionNet, max_frames: int | None = None,
+                  device: str | torch.device = "cpu") -> int:
+    """Class index (into ``EMOTIONS``) for one video, all frames (or ``max_frames`` evenly)."""
+    if max_frames is not None and len(frames) > max_frames:
+        frames = frames[np.linspace(0, len(frames), max_frames, endpoint=False).astype(int)]
+    return int(net(to_input(frames, net.config.image_size).to(device)).argmax())
+
+
+def video_accuracy(predicted: list[int] | np.ndarray, labels: list[int] | np.ndarray) -> float:
+    """Fraction of videos whose predicted class equals the label.
+
+    >>> video_accuracy([0, 1, 2, 3], [0, 1, 0, 0])
+    0.5
+    """
+    p, y = np.asarray(predicted), np.asarray(labels)
+    if p.shape != y.shape or p.ndim != 1 or p.size == 0:
+        raise ValueError(f"need equal non-empty 1-D predictions and labels, got {p.shape}, {y.shape}")
+    if ((y < 0) | (y >= N_CLASSES)).any():
+        raise ValueError(f"labels must be class indices 0..{N_CLASSES - 1}")
+    return float(np.mean(p == y))
+
+
+def label_index(name: str) -> int:
+    """Class index of an emotion name (``EMOTIONS`` order).
+
+    >>> label_index("happy")
+    4
+    """
+    if name not in EMOTIONS:
+        raise ValueError(f"unknown emotion {name!r}; classes: {EMOTIONS}")
+    return EMOTIONS.index(name)

@@ -1,0 +1,28 @@
+"""A tiny configuration of params.yaml for end-to-end tests (seconds to run)."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def tiny_params(**overrides: Any) -> dict[str, Any]:
+    """params.yaml with a 4-clip synthetic corpus at 48 px and 32 px crops."""
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params = copy.deepcopy(params)
+    params["data"]["synthetic"].update(identities=4, clips_per_identity=1, seconds=1.5,
+                                       render_size=48)
+    params["data"]["split"] = {"val": 1, "test": 1}
+    params["crop"]["size"] = 32
+    for dotted, value in overrides.items():
+        node = params
+        *parents, leaf = dotted.split("__")
+        for key in parents:
+            node = node[key]
+        node[leaf] = value
+    return params
