@@ -53,7 +53,8 @@ def crop_one(row: dict[str, Any], key: str, in_dir: str, out_dir: str, backend: 
             detector=make_detector(backend, groundtruth=groundtruth),
             increase=float(crop["increase"]), iou_threshold=float(crop["iou_threshold"]),
             smooth_window=int(crop["smooth_window"]), clip_id=clip_id,
-            require_audio=require_audio)
+            detect_every=int(crop["detect_every"]), min_face_share=float(crop["min_face_share"]),
+            max_other_share=float(crop["max_other_share"]), require_audio=require_audio)
         with atomic.atomic_path(boxes) as tmp:
             pq.write_table(conform(result.boxes, BOXES), tmp)
         n = result.n_frames

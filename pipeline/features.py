@@ -20,7 +20,7 @@ from prefect.cache_policies import NO_CACHE
 
 import edtalk.data
 from edtalk.data import atomic, features as feats, pixel_cache, quarantine
-from edtalk.data.detect import make_detector, resolve_backend
+from edtalk.data.detect import resolve_backend
 from edtalk.data.quarantine import ClipRejected
 from edtalk.data.resume import StampDir, code_digest, fingerprint, prune_clip_files
 from edtalk.data.schema import BOXES, GROUNDTRUTH, MANIFEST, conform
@@ -50,7 +50,7 @@ def features_one(row: dict[str, Any], key: str, crop_dir: str, out_dir: str, bac
         if backend == "groundtruth":
             kwargs["crop_landmarks"] = feats.groundtruth_crop_landmarks(gt, boxes, size)
         else:
-            kwargs["detector"] = make_detector(backend)
+            kwargs["detector"] = feats.crop_detector(backend)
         labels = {k: row[k] for k in feats.LABELS}
         feats.process_clip(shards, clip_id, src / row["video_path"], src / row["audio_path"],
                            labels, **kwargs)
