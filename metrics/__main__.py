@@ -18,8 +18,12 @@ from pathlib import Path
 def _evaluate(a: argparse.Namespace) -> int:
     from metrics.suite import SuiteConfig, evaluate
 
+    landmarker = None if a.no_landmarks else "dlib68"
+    if a.landmark_weights and not a.no_landmarks:
+        from metrics import landmark_net
+        landmarker = landmark_net.load(a.landmark_weights)
     cfg = SuiteConfig(sync_weights=a.sync_weights, emotion_weights=a.emotion_weights,
-                      landmarker=None if a.no_landmarks else "dlib68", dataset=a.dataset,
+                      landmarker=landmarker, dataset=a.dataset,
                       device=a.device, weights_cache=a.weights_cache)
     summary = evaluate(a.gt, a.pred, a.method, a.out, cfg, progress=not a.quiet)
     print(json.dumps({"method": summary["method"], "metrics": summary["metrics"],
@@ -89,6 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     e.add_argument("--out", required=True)
     e.add_argument("--sync-weights")
     e.add_argument("--emotion-weights")
+    e.add_argument("--landmark-weights", help="a trained-here landmark regressor (instead of dlib)")
     e.add_argument("--weights-cache")
     e.add_argument("--dataset", default="test")
     e.add_argument("--device")

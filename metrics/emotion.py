@@ -17,6 +17,7 @@ with no further normalisation.
 
 from __future__ import annotations
 
+import io
 import os
 from dataclasses import dataclass
 
@@ -85,7 +86,10 @@ class FrameAttentionNet(nn.Module):
         return self.avgpool(x).flatten(1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        f = self.frame_features(x)                                     # N x D
+        return self.head(self.frame_features(x))
+
+    def head(self, f: torch.Tensor) -> torch.Tensor:
+        """One video's frame features (N x D) -> 8 class logits (the two attentions)."""
         a = self.alpha(self.dropout(f))                                # self-attention
         video = (f * a).sum(0, keepdim=True) / a.sum()
         cat = torch.cat([f, video.expand_as(f)], dim=1)
@@ -128,8 +132,9 @@ def save_trained(net: FrameAttentionNet, path: str | os.PathLike) -> None:
 
     c = net.config
     cfg = {"backbone": c.backbone, "image_size": c.image_size, "width": c.width, "dropout": c.dropout}
-    with atomic.atomic_path(path) as tmp:
-        torch.save({"config": cfg, "state_dict": net.state_dict()}, tmp)
+    buf = io.BytesIO()   # in memory: a file's archive name would make the bytes (and hash) vary
+    torch.save({"config": cfg, "state_dict": net.state_dict()}, buf)
+    atomic.write_bytes(path, buf.getvalue())
 
 
 def load(path: str | os.PathLike) -> tuple[FrameAttentionNet, str]:

@@ -16,6 +16,7 @@ LSE-C is higher-is-better, LSE-D lower-is-better.
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 from dataclasses import dataclass, field
 
@@ -195,8 +196,9 @@ def save_trained(net: SyncNet, path: str | os.PathLike) -> None:
 
     cfg = {"width": float(net.config.width), "image_size": int(net.config.image_size),
            "embed_dim": int(net.config.embed_dim)}
-    with atomic.atomic_path(path) as tmp:
-        torch.save({"config": cfg, "state_dict": net.state_dict()}, tmp)
+    buf = io.BytesIO()   # in memory: a file's archive name would make the bytes (and hash) vary
+    torch.save({"config": cfg, "state_dict": net.state_dict()}, buf)
+    atomic.write_bytes(path, buf.getvalue())
 
 
 def load(path: str | os.PathLike, map_location: str = "cpu") -> SyncNet:

@@ -69,6 +69,7 @@ def build(records: list[dict], reference_rows: tuple[str, ...] = REFERENCE_ROWS
     datasets = sorted({r.get("dataset", "test") for r in records})
     methods = list(dict.fromkeys(r["method"] for r in records))
     by = {(r["method"], r.get("dataset", "test")): r["metrics"] for r in records}
+    lb = {(r["method"], r.get("dataset", "test")): (r.get("backends") or {}).get("lmd") for r in records}
     cols: list[tuple[str, str, str]] = []
     rows: dict[str, list[Cell]] = {m: [] for m in methods}
     notes: list[str] = []
@@ -84,6 +85,12 @@ def build(records: list[dict], reference_rows: tuple[str, ...] = REFERENCE_ROWS
             arrow = "↑" if higher else "↓"
             label = f"{header}{arrow}" if len(datasets) == 1 else f"{ds} {header}{arrow}"
             backends = sorted({_backend(k) for k in keys} - {""})
+            if cid in ("m_lmd", "f_lmd") and not backends:      # landmark backend: summary["backends"]["lmd"]
+                lmd = {m: lb.get((m, ds)) for m, c in zip(methods, cells) if c.key}
+                if any(lmd.values()):
+                    notes.append(f"{label}: " + "; ".join(
+                        f"{b} ({', '.join(m for m, v in lmd.items() if v == b)})"
+                        for b in sorted({v for v in lmd.values() if v})))
             if backends:
                 notes.append(f"{label}: " + "; ".join(
                     f"{b} ({', '.join(m for m, c in zip(methods, cells) if c.key and _backend(c.key) == b)})"

@@ -13,3 +13,5 @@ _ROOT = Path(__file__).resolve().parent.parent
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_HOME", str(_ROOT / ".prefect"))
 os.environ.setdefault("DVC_NO_ANALYTICS", "1")
+# A loaded 2-core machine can take over a minute to start the temporary server.
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "300")

@@ -222,15 +222,15 @@ class PoseFlow(nn.Module):
     @torch.no_grad()
     def calibrate_temporal_correlation(self, w: torch.Tensor, fa: torch.Tensor,
                                        target_ratio: float = 1.0, temperature: float = 1.0,
-                                       seed: int = 0, iters: int = 14) -> float:
+                                       seed: int = 0, iters: int = 14, max_rho: float = 0.995) -> float:
         """Set a scalar ``rho`` so sampled jitter is ``target_ratio`` x the ground truth's.
 
-        Bisection over rho in [0, 0.995] (sampled jitter falls as rho grows) with a fixed
+        Bisection over rho in [0, max_rho] (sampled jitter falls as rho grows) with a fixed
         seed on the given conditions; returns the chosen rho (the smallest rho whose
-        samples are no rougher than the target, or 0.995 if none is).
+        samples are no rougher than the target, or ``max_rho`` if none is).
         """
         goal = target_ratio * jitter(w)
-        lo, hi = 0.0, 0.995
+        lo, hi = 0.0, max_rho
 
         def rough(r: float) -> float:
             g = torch.Generator().manual_seed(seed)

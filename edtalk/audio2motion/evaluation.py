@@ -1,0 +1,98 @@
+"""Held-out checks of the Audio-to-Motion predictors (issue proof for §3.3).
+
+* pose: mean log-likelihood per frame (nats) of held-out W^p under the flow given the
+  clip's audio vs under a full-covariance Gaussian fitted to the train W^p; variance of
+  samples across seeds (per frame and dimension, averaged) next to the held-out W^p's
+  own variance; frame-to-frame jitter of samples vs ground truth.
+* expression: nearest per-emotion mean W^e (train clips) of the predicted W^e-hat vs
+  the clip's label, for audio+text, audio only and text only (chance 1/8), plus the
+  same rule on the ground-truth per-clip mean W^e (the ceiling of this read-out: it is
+  only as high as the frozen ELN's weights separate the emotions), and L_exp (L1) of
+  each mode next to predicting the train mean.
+* mouth: L^m_fea on held-out frames vs predicting the train mean W^m.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from edtalk.data.schema import EMOTIONS
+
+from .audio_encoder import frame_windows
+from .driver import AudioDriver
+from .mouth import mouth_feature_loss
+from .pose_flow import gaussian_nll, jitter
+from .train import ClipData
+
+
+def nearest_emotion(w: torch.Tensor, means: torch.Tensor) -> torch.Tensor:
+    """Index of the closest (Euclidean) per-emotion mean for each row of ``w`` (B, 10)."""
+    d = torch.cdist(w.float(), torch.nan_to_num(means.float(), nan=1e6))
+    return d.argmin(1)
+
+
+@torch.no_grad()
+def evaluate_pose(driver: AudioDriver, train: Sequence[ClipData], test: Sequence[ClipData],
+                  seeds: int = 5, temperature: float = 1.0) -> dict[str, float]:
+    model = driver.pose
+    ctx = model.encoder.cfg.context_frames
+    lls, seed_var, jit_s, jit_g = [], [], [], []
+    for c in test:
+        w = torch.from_numpy(c.pose)[None]
+        fa = model.features(frame_windows(c.features(driver.pose_feature), ctx)[None])
+        lls.append(model.flow.log_prob(w, fa)[0])
+        samples = torch.cat([model.flow.sample(fa, temperature, generator=torch.Generator().manual_seed(s))
+                             for s in range(seeds)])                                  # (S, T, 6)
+        seed_var.append(samples.var(0).mean())
+        jit_s.append(jitter(samples))
+        jit_g.append(jitter(w))
+    train_w = torch.from_numpy(np.concatenate([c.pose for c in train]))
+    test_w = torch.from_numpy(np.concatenate([c.pose for c in test]))
+    ll_flow = float(torch.cat(lls).mean())
+    ll_gauss = -gaussian_nll(train_w, test_w)
+    return {"clips": len(test), "frames": int(test_w.shape[0]),
+            "loglik_flow": ll_flow, "loglik_gaussian": ll_gauss,
+            "loglik_gain": ll_flow - ll_gauss,
+            "seed_variance": float(np.mean(seed_var)), "gt_variance": float(test_w.var(0).mean()),
+            "jitter_samples": float(np.mean(jit_s)), "jitter_gt": float(np.mean(jit_g)),
+            "jitter_ratio": float(np.mean(jit_s) / max(np.mean(jit_g), 1e-12)),
+            "rho": float(model.flow.rho.mean()), "seeds": seeds, "temperature": temperature}
+
+
+@torch.no_grad()
+def evaluate_expression(driver: AudioDriver, test: Sequence[ClipData], waves: Sequence[np.ndarray],
+                        text_emb: torch.Tensor, train: Sequence[ClipData] | None = None) -> dict[str, Any]:
+    labels = torch.tensor([c.label for c in test])
+    means = driver.emotion_means
+    out: dict[str, Any] = {"clips": len(test), "chance": 1.0 / len(EMOTIONS)}
+    gt = torch.from_numpy(np.stack([c.exp.mean(0) for c in test]))
+    modes = {"audio+text": (True, True), "audio": (True, False), "text": (False, True)}
+    for name, (use_a, use_t) in modes.items():
+        preds = []
+        for k, wave in enumerate(waves):
+            a = torch.from_numpy(np.asarray(wave, np.float32))[None] if use_a else None
+            t = text_emb[k:k + 1] if use_t else None
+            preds.append(driver.expression(a, t))
+        pred = torch.cat(preds)
+        out[f"accuracy_{name}"] = float((nearest_emotion(pred, means) == labels).float().mean())
+        out[f"l1_{name}"] = float((pred - gt).abs().mean())
+    if train is not None:   # L_exp of always predicting the train clips' mean W^e
+        mean = torch.from_numpy(np.stack([c.exp.mean(0) for c in train]).mean(0))
+        out["l1_mean_baseline"] = float((mean - gt).abs().mean())
+    out["accuracy_gt_weights"] = float((nearest_emotion(gt, means) == labels).float().mean())
+    return out
+
+
+@torch.no_grad()
+def evaluate_mouth(driver: AudioDriver, train: Sequence[ClipData], test: Sequence[ClipData]) -> dict[str, float]:
+    ctx = driver.mouth.cfg.encoder.context_frames
+    true = torch.from_numpy(np.concatenate([c.mouth for c in test]))
+    pred = torch.cat([driver.mouth(frame_windows(c.features(driver.mouth_feature), ctx)) for c in test])
+    mean = torch.from_numpy(np.concatenate([c.mouth for c in train]).mean(0)).expand_as(true)
+    return {"fea_loss": float(mouth_feature_loss(true, pred)),
+            "fea_loss_mean_baseline": float(mouth_feature_loss(true, mean)),
+            "correlation": float(np.corrcoef(true.flatten().numpy(), pred.flatten().numpy())[0, 1])}

@@ -1,0 +1,608 @@
+"""Training of the three Audio-to-Motion predictors (§3.3) from the cached weights.
+
+* ``train_mouth``: E_a + MLP^m_A with L^m_fea + L^m_rec + L^m_sync (Eqs. 11-12). L^m_rec
+  and L^m_sync need pixels: on a small sub-batch per step the frozen generator renders a
+  5-frame window from the clip's identity frame, the *predicted* mouth weights and the
+  ground-truth pose/expression weights (Eq. 2); the frozen SyncNet expert embeds that
+  window (s) and its MFCC window (v) for Eq. 12. Only E_a and the head train.
+* ``train_pose``: an own E_a + the flow phi_p with L_MLE + L^p_rec + L_tem (Eqs. 13-14) on
+  random crops of the W^p sequences, then the lag-1 latent correlation is calibrated on
+  the train split so sampled jitter matches the ground truth's.
+* ``train_expression``: E_S (small configuration, from scratch offline) + MLP^e_A, E_T
+  frozen with precomputed transcript embeddings, L_exp = L1 with Eq. 15's masking;
+  targets are the per-clip mean W^e.
+
+All three share ``run_loop``: Adam, batches a pure function of (seed, step), atomic
+checkpoints (module, optimiser, torch RNG state, step, fingerprint) every
+``checkpoint_every`` steps, so a killed run resumes to the same weights, bit for bit,
+as an uninterrupted one (fixed thread count). DVCLive logs the loss terms when a
+``live_dir`` is given. No Prefect or DVC here.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field, is_dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from edtalk.data import atomic
+from edtalk.data.pixel_cache import PixelCache
+from edtalk.data.schema import EMOTIONS
+from edtalk.model import EDTalk
+
+from . import weights_cache
+from .audio_encoder import AudioEncoder, frame_windows
+from .config import (A2MConfig, AudioEncoderConfig, ExpressionConfig, MouthConfig, PoseFlowConfig,
+                     SemanticEncoderConfig)
+from .mouth import AudioToMouth, mouth_feature_loss, sync_loss
+from .pose_flow import PoseFlow, mle_loss, pose_losses
+from .semantic_expression import SemanticExpression, expression_loss
+
+log = logging.getLogger(__name__)
+FORMAT = "edtalk-a2m/1"
+CKPT = re.compile(r"step-(\d{8})\.pt$")
+SYNC_WINDOW = 5                   # SyncNet sees 5 video frames / 20 MFCC steps
+
+
+# --- configuration -------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class LoopConfig:
+    steps: int = 200
+    batch: int = 32
+    lr: float = 1e-3
+    seed: int = 0
+    checkpoint_every: int = 50
+    keep_checkpoints: int = 2
+    log_every: int = 10
+
+
+@dataclass(frozen=True)
+class MouthTrainConfig:
+    loop: LoopConfig = field(default_factory=LoopConfig)
+    feature: str = "mfcc"            # mfcc (13 per step) | mel (80 per step)
+    fea_weight: float = 1.0          # Eq. 11, L^m_fea
+    rec_weight: float = 1.0          # Eq. 11, L^m_rec (generated frames)
+    sync_weight: float = 0.1         # Eq. 12, L^m_sync (needs a SyncNet)
+    rec_clips: int = 1               # 5-frame windows rendered per step for L_rec / L_sync
+    rec_every: int = 1               # render every n-th step only (CPU cost)
+
+
+@dataclass(frozen=True)
+class PoseTrainConfig:
+    loop: LoopConfig = field(default_factory=LoopConfig)
+    feature: str = "mfcc"
+    seq_len: int = 32                # frames per training crop
+    mle_weight: float = 1.0          # Eq. 13
+    rec_weight: float = 1.0          # Eq. 14, L^p_rec
+    tem_weight: float = 1.0          # Eq. 14, L_tem
+    jitter_ratio: float = 1.0        # calibrated sampled jitter / ground-truth jitter
+    max_rho: float = 0.9999          # upper end of the rho search (smooth real head motion
+                                     # needs 1 - rho ~ 1e-3 at 25 fps)
+    noise: float = 0.0               # Gaussian noise on W^p (x per-dim train std) in L_MLE:
+                                     # smooths the learned density, guards against overfitting
+
+
+@dataclass(frozen=True)
+class ExpressionTrainConfig:
+    loop: LoopConfig = field(default_factory=LoopConfig)
+    crop_seconds: float = 2.0        # random waveform crop per sample (augmentation + speed)
+
+
+def _tuplify(d: dict[str, Any]) -> dict[str, Any]:
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
+
+
+def config_to_dict(cfg: Any) -> dict[str, Any]:
+    """A (nested) frozen dataclass as a plain dict (lists for tuples): safe for weights_only."""
+    def plain(v: Any) -> Any:
+        if isinstance(v, (tuple, list)):
+            return [plain(x) for x in v]
+        if isinstance(v, dict):
+            return {k: plain(x) for k, x in v.items()}
+        return v
+    return plain(asdict(cfg)) if is_dataclass(cfg) else plain(cfg)
+
+
+def mouth_config_from_dict(d: dict[str, Any]) -> MouthConfig:
+    rest = {k: v for k, v in d.items() if k != "encoder"}
+    return MouthConfig(encoder=AudioEncoderConfig(**_tuplify(d["encoder"])), **rest)
+
+
+def expression_config_from_dict(d: dict[str, Any]) -> ExpressionConfig:
+    rest = {k: v for k, v in d.items() if k != "semantic"}
+    return ExpressionConfig(semantic=SemanticEncoderConfig(**_tuplify(d["semantic"])), **rest)
+
+
+def feature_encoder_config(base: AudioEncoderConfig, feature: str) -> AudioEncoderConfig:
+    """E_a's config for the chosen per-step feature (13 MFCC or 80 mel coefficients)."""
+    dims = {"mfcc": 13, "mel": 80}
+    if feature not in dims:
+        raise ValueError(f"feature must be 'mfcc' or 'mel', got {feature!r}")
+    return replace(base, feature_dim=dims[feature])
+
+
+# --- data ----------------------------------------------------------------------------------
+
+@dataclass
+class ClipData:
+    """One clip's aligned audio features, cached weights and labels."""
+    clip_id: str
+    split: str
+    emotion: str
+    transcript: str
+    mfcc: np.ndarray          # (T, 4, 13)
+    mel: np.ndarray           # (T, 4, 80)
+    mouth: np.ndarray         # (T, 20) W^m
+    pose: np.ndarray          # (T, 6)  W^p
+    exp: np.ndarray           # (T, 10) W^e
+    pixel_index: np.ndarray   # (T,) rows of the pixel cache
+    audio_path: str = ""
+
+    def __len__(self) -> int:
+        return len(self.mouth)
+
+    def features(self, kind: str) -> np.ndarray:
+        return self.mfcc if kind == "mfcc" else self.mel
+
+    @property
+    def label(self) -> int:
+        return EMOTIONS.index(self.emotion) if self.emotion in EMOTIONS else -1
+
+
+def load_clips(features_dir: str | Path, weights_path: str | Path,
+               splits: Sequence[str] = ("train",), crop_dir: str | Path | None = None) -> list[ClipData]:
+    """Clips of ``splits``: FRAMES features joined with the weight cache, sorted by clip id."""
+    root = Path(features_dir)
+    frames = pd.read_parquet(root / "frames.parquet",
+                             columns=["clip_id", "frame", "split", "mfcc", "mel", "pixel_index"],
+                             filters=[("split", "in", list(splits))])
+    weights = weights_cache.read(weights_path, splits)
+    df = frames.merge(weights.drop(columns="split"), on=["clip_id", "frame"], how="inner")
+    manifest = pd.read_parquet(root / "clips.parquet").set_index("clip_id")
+    out = []
+    for clip_id, part in df.sort_values(["clip_id", "frame"]).groupby("clip_id", sort=True):
+        meta = manifest.loc[clip_id]
+        n = len(part)
+        audio = str(Path(crop_dir) / meta["audio_path"]) if crop_dir is not None and meta["audio_path"] else ""
+        out.append(ClipData(
+            clip_id=str(clip_id), split=str(part["split"].iloc[0]), emotion=str(meta["emotion"]),
+            transcript=str(meta["transcript"] or ""),
+            mfcc=np.stack(part["mfcc"].to_numpy()).astype(np.float32).reshape(n, 4, 13),
+            mel=np.stack(part["mel"].to_numpy()).astype(np.float32).reshape(n, 4, -1),
+            mouth=np.stack(part["w_mouth"].to_numpy()).astype(np.float32),
+            pose=np.stack(part["w_pose"].to_numpy()).astype(np.float32),
+            exp=np.stack(part["w_exp"].to_numpy()).astype(np.float32),
+            pixel_index=part["pixel_index"].to_numpy(np.int64), audio_path=audio))
+    if not out:
+        raise ValueError(f"no clips of split(s) {list(splits)} in {root} joined with {weights_path}")
+    return out
+
+
+def emotion_means(clips: Sequence[ClipData]) -> torch.Tensor:
+    """(8, 10) mean of the per-clip mean W^e for each emotion (NaN rows for absent classes)."""
+    out = torch.full((len(EMOTIONS), clips[0].exp.shape[1]), float("nan"))
+    for k, name in enumerate(EMOTIONS):
+        rows = [c.exp.mean(0) for c in clips if c.emotion == name]
+        if rows:
+            out[k] = torch.from_numpy(np.mean(rows, axis=0))
+    return out
+
+
+def step_rng(seed: int, step: int, salt: int = 0) -> np.random.Generator:
+    return np.random.default_rng([seed, step, salt])
+
+
+def step_generator(seed: int, step: int, salt: int = 0) -> torch.Generator:
+    return torch.Generator().manual_seed(int(step_rng(seed, step, salt).integers(2**62)))
+
+
+# --- the loop ------------------------------------------------------------------------------
+
+@dataclass
+class LoopResult:
+    step: int
+    resumed_from: int
+    seconds: float
+    last: dict[str, float]
+    first: dict[str, float]
+
+
+def checkpoints(ckpt_dir: Path) -> list[tuple[int, Path]]:
+    found = [(int(m.group(1)), p) for p in ckpt_dir.glob("step-*.pt") if (m := CKPT.search(p.name))]
+    return sorted(found)
+
+
+def _truncate_live(live_dir: Path, start: int) -> None:
+    for tsv in (live_dir / "plots" / "metrics").rglob("*.tsv"):
+        lines = tsv.read_text().splitlines()
+        if lines:
+            col = lines[0].split("\t").index("step")
+            kept = [lines[0]] + [ln for ln in lines[1:] if int(ln.split("\t")[col]) <= start]
+            tsv.write_text("\n".join(kept) + "\n")
+
+
+def run_loop(module: nn.Module, step_fn: Callable[[int], dict[str, torch.Tensor]], cfg: LoopConfig,
+             ckpt_dir: str | Path, live_dir: str | Path | None = None, stop_after: int | None = None,
+             fingerprint: str = "", params: Sequence[nn.Parameter] | None = None) -> LoopResult:
+    """Adam on ``params`` (default: the module's trainable ones) to ``cfg.steps`` steps.
+
+    ``step_fn(step)`` returns the weighted loss terms (summed for the update) and may add
+    non-loss values under keys starting with ``"_"`` (logged, not optimised). Resumes from
+    the newest checkpoint in ``ckpt_dir`` written under the same ``fingerprint``;
+    ``stop_after`` ends this call early (tests simulate a crash with it).
+    """
+    ckpt_dir = Path(ckpt_dir)
+    ckpt_dir.mkdir(parents=True, exist_ok=True)
+    params = list(params if params is not None else (p for p in module.parameters() if p.requires_grad))
+    opt = torch.optim.Adam(params, lr=cfg.lr)
+    torch.manual_seed(cfg.seed + 7)
+    start = 0
+    found = checkpoints(ckpt_dir)
+    if found:
+        state = torch.load(found[-1][1], map_location="cpu", weights_only=True)
+        if state.get("fingerprint") != fingerprint:
+            log.warning("checkpoints in %s belong to another configuration; starting afresh", ckpt_dir)
+            for _, p in found:
+                p.unlink(missing_ok=True)
+        else:
+            module.load_state_dict(state["model"])
+            opt.load_state_dict(state["opt"])
+            torch.set_rng_state(state["rng"])
+            start = int(state["step"])
+            log.info("resumed from %s (step %d)", found[-1][1], start)
+    live = None
+    if live_dir is not None:
+        from dvclive import Live  # logging backend; the library runs without a DVC repo
+
+        if start:
+            _truncate_live(Path(live_dir), start)
+        live = Live(str(live_dir), resume=bool(start), save_dvc_exp=False, dvcyaml=False)
+    end = cfg.steps if stop_after is None else min(cfg.steps, start + stop_after)
+    first: dict[str, float] = {}
+    last: dict[str, float] = {}
+    module.train()
+    t0 = time.perf_counter()
+    for step in range(start, end):
+        terms = step_fn(step)
+        total = sum(v for k, v in terms.items() if not k.startswith("_"))
+        opt.zero_grad(set_to_none=True)
+        total.backward()
+        opt.step()
+        last = {f"loss/{k.lstrip('_')}": float(v.detach()) for k, v in terms.items()}
+        last["loss/total"] = float(total.detach())
+        first = first or dict(last)
+        done = step + 1
+        if live is not None and (done % cfg.log_every == 0 or done == cfg.steps):
+            live.step = done
+            for k, v in last.items():
+                live.log_metric(k, v)
+            live.next_step()
+        if done % cfg.checkpoint_every == 0 or done == cfg.steps:
+            with atomic.atomic_path(ckpt_dir / f"step-{done:08d}.pt") as tmp:
+                torch.save({"model": module.state_dict(), "opt": opt.state_dict(),
+                            "rng": torch.get_rng_state(), "step": done,
+                            "fingerprint": fingerprint}, tmp)
+            for _, old in checkpoints(ckpt_dir)[:-cfg.keep_checkpoints]:
+                old.unlink(missing_ok=True)
+    seconds = time.perf_counter() - t0
+    if live is not None:
+        live.end()
+    module.eval()
+    return LoopResult(end, start, seconds, last, first)
+
+
+def save_model(path: str | Path, kind: str, module: nn.Module, config: dict[str, Any],
+               **extra: Any) -> None:
+    """Atomically write a final predictor: {"format", "kind", "config", "state_dict", **extra}."""
+    with atomic.atomic_path(path) as tmp:
+        torch.save({"format": FORMAT, "kind": kind, "config": config,
+                    "state_dict": module.state_dict(), **extra}, tmp)
+
+
+def load_model_file(path: str | Path, kind: str) -> dict[str, Any]:
+    obj = torch.load(Path(path), map_location="cpu", weights_only=True)
+    if not isinstance(obj, dict) or obj.get("format") != FORMAT or obj.get("kind") != kind:
+        raise ValueError(f"{path} is not an Audio-to-Motion {kind!r} file ({FORMAT})")
+    return obj
+
+
+# --- audio -> mouth (Eqs. 11-12) -----------------------------------------------------------
+
+@dataclass
+class RenderContext:
+    """The frozen generator, the optional SyncNet expert and per-clip identities."""
+    model: EDTalk
+    pixels: PixelCache
+    syncnet: nn.Module | None = None
+    identities: dict[str, tuple[torch.Tensor, list[torch.Tensor], list[torch.Tensor] | None]] = field(
+        default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.model.requires_grad_(False).eval()
+        if self.syncnet is not None:
+            self.syncnet.requires_grad_(False).eval()
+
+    def identity(self, clip: ClipData) -> tuple[torch.Tensor, list[torch.Tensor], list[torch.Tensor] | None]:
+        """E(I^i) of the clip's first frame (its identity image), computed once, no grad."""
+        if clip.clip_id not in self.identities:
+            with torch.no_grad():
+                img = weights_cache.to_images(self.pixels[clip.pixel_index[:1]])
+                latent, skips = self.model.encode(img)
+                cache = (self.model.dec.eem_cache(skips)
+                         if self.model.dec.fineadainresblock is not None else None)
+            self.identities[clip.clip_id] = (latent, skips, cache)
+        return self.identities[clip.clip_id]
+
+    def render(self, clip: ClipData, rows: np.ndarray, w_mouth: torch.Tensor) -> torch.Tensor:
+        """Eq. 2 for frames ``rows`` of ``clip``: predicted W^m, ground-truth W^p and W^e."""
+        latent, skips, cache = self.identity(clip)
+        w_pose = torch.from_numpy(clip.pose[rows])
+        w_exp = torch.from_numpy(clip.exp[rows]) if self.model.exp_fc is not None else None
+        motion = self.model.motion(w_mouth, w_pose, w_exp)
+        return self.model.generate(latent, skips, motion, eem_cache=cache)
+
+    def sync_embeddings(self, frames: torch.Tensor, mfcc: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        """v (audio) and s (video) of Eq. 12 for a 5-frame window (5,3,S,S) in [-1, 1]."""
+        net = self.syncnet
+        bgr = ((frames.clamp(-1, 1) + 1) * 127.5).flip(1)                  # RGB [-1,1] -> BGR 0-255
+        size = net.config.image_size
+        if bgr.shape[-1] != size:
+            bgr = F.interpolate(bgr, size=(size, size), mode="bilinear", align_corners=False)
+        lips = bgr.permute(1, 0, 2, 3).unsqueeze(0)                          # (1,3,5,S,S)
+        cc = torch.from_numpy(mfcc.reshape(-1, 13).T.copy())[None, None]     # (1,1,13,20)
+        return net.forward_aud(cc), net.forward_lip(lips)
+
+
+def train_mouth(clips: Sequence[ClipData], cfg: MouthTrainConfig, mouth_cfg: MouthConfig,
+                out_dir: str | Path, render: RenderContext | None = None,
+                live_dir: str | Path | None = None, stop_after: int | None = None,
+                fingerprint: str = "") -> tuple[AudioToMouth, LoopResult]:
+    """E_a + MLP^m_A on every train frame's feature window (Eqs. 11-12)."""
+    mouth_cfg = replace(mouth_cfg, encoder=feature_encoder_config(mouth_cfg.encoder, cfg.feature))
+    torch.manual_seed(cfg.loop.seed)
+    net = AudioToMouth(mouth_cfg)
+    ctx = mouth_cfg.encoder.context_frames
+    windows = torch.cat([frame_windows(c.features(cfg.feature), ctx) for c in clips])
+    targets = torch.from_numpy(np.concatenate([c.mouth for c in clips]))
+    use_rec = render is not None and cfg.rec_weight > 0
+    use_sync = use_rec and render.syncnet is not None and cfg.sync_weight > 0
+    long_clips = [c for c in clips if len(c) >= SYNC_WINDOW]
+    clip_windows = {c.clip_id: frame_windows(c.features(cfg.feature), ctx) for c in long_clips}
+
+    def step_fn(step: int) -> dict[str, torch.Tensor]:
+        rng = step_rng(cfg.loop.seed, step)
+        rows = rng.integers(len(windows), size=cfg.loop.batch)
+        terms = {"fea": cfg.fea_weight * mouth_feature_loss(targets[rows], net(windows[rows]))}
+        if use_rec and step % cfg.rec_every == 0 and long_clips:
+            rec, syn = [], []
+            for _ in range(cfg.rec_clips):
+                clip = long_clips[int(rng.integers(len(long_clips)))]
+                t = int(rng.integers(len(clip) - SYNC_WINDOW + 1))
+                sl = np.arange(t, t + SYNC_WINDOW)
+                fake = render.render(clip, sl, net(clip_windows[clip.clip_id][sl]))
+                real = weights_cache.to_images(render.pixels[clip.pixel_index[sl]])
+                rec.append(F.mse_loss(fake, real))                                  # Eq. 11, L^m_rec
+                if use_sync:
+                    v, s = render.sync_embeddings(fake, clip.mfcc[sl])
+                    syn.append(sync_loss(v, s, mouth_cfg.sync_eps))                  # Eq. 12
+            terms["rec"] = cfg.rec_weight * torch.stack(rec).mean()
+            if syn:
+                terms["sync"] = cfg.sync_weight * torch.stack(syn).mean()
+        return terms
+
+    result = run_loop(net, step_fn, cfg.loop, Path(out_dir) / "checkpoints" / "mouth", live_dir,
+                      stop_after, fingerprint)
+    return net, result
+
+
+# --- pose flow (Eqs. 13-14) ----------------------------------------------------------------
+
+class AudioPose(nn.Module):
+    """f^a = E_a(a) per frame, then phi_p over W^p conditioned on the f^a sequence."""
+
+    def __init__(self, encoder: AudioEncoderConfig, flow: PoseFlowConfig) -> None:
+        super().__init__()
+        if encoder.out_dim != flow.cond_dim:
+            flow = replace(flow, cond_dim=encoder.out_dim)
+        self.encoder = AudioEncoder(encoder)
+        self.flow = PoseFlow(flow)
+
+    def features(self, windows: torch.Tensor) -> torch.Tensor:
+        """(B, T, steps, D) windows -> f^a (B, T, C)."""
+        return self.encoder(windows)
+
+
+def _crops(clips: Sequence[ClipData], windows: dict[str, torch.Tensor], n: int, length: int,
+           rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """``n`` random crops of ``length`` frames (clips too short are skipped): W^p and windows."""
+    pool = [c for c in clips if len(c) >= length]
+    ws, xs = [], []
+    for _ in range(n):
+        c = pool[int(rng.integers(len(pool)))]
+        t = int(rng.integers(len(c) - length + 1))
+        ws.append(torch.from_numpy(c.pose[t:t + length]))
+        xs.append(windows[c.clip_id][t:t + length])
+    return torch.stack(ws), torch.stack(xs)
+
+
+def pose_windows(clips: Sequence[ClipData], feature: str, context: int) -> dict[str, torch.Tensor]:
+    return {c.clip_id: frame_windows(c.features(feature), context) for c in clips}
+
+
+def train_pose(clips: Sequence[ClipData], cfg: PoseTrainConfig, a2m: A2MConfig, out_dir: str | Path,
+               live_dir: str | Path | None = None, stop_after: int | None = None,
+               fingerprint: str = "") -> tuple[AudioPose, LoopResult, float]:
+    """L_MLE + L^p_rec + L_tem on random crops; then calibrate rho. Returns (model, loop, rho)."""
+    enc = feature_encoder_config(a2m.mouth.encoder, cfg.feature)
+    torch.manual_seed(cfg.loop.seed)
+    model = AudioPose(enc, a2m.pose)
+    model.flow.fit_normalization(torch.from_numpy(np.concatenate([c.pose for c in clips])))
+    length = min(cfg.seq_len, min(len(c) for c in clips))
+    windows = pose_windows(clips, cfg.feature, enc.context_frames)
+
+    def step_fn(step: int) -> dict[str, torch.Tensor]:
+        w, x = _crops(clips, windows, cfg.loop.batch, length, step_rng(cfg.loop.seed, step))
+        fa = model.features(x)
+        terms = pose_losses(model.flow, w, fa)
+        if cfg.noise > 0:
+            g = step_generator(cfg.loop.seed, step, 2)
+            noisy = w + cfg.noise * model.flow.std * torch.randn(w.shape, generator=g)
+            terms["mle"] = mle_loss(model.flow, noisy, fa)
+        return {"mle": cfg.mle_weight * terms["mle"], "rec": cfg.rec_weight * terms["rec"],
+                "tem": cfg.tem_weight * terms["tem"]}
+
+    result = run_loop(model, step_fn, cfg.loop, Path(out_dir) / "checkpoints" / "pose", live_dir,
+                      stop_after, fingerprint)
+    rho = calibrate_pose(model, clips, cfg)
+    return model, result, rho
+
+
+@torch.no_grad()
+def calibrate_pose(model: AudioPose, clips: Sequence[ClipData], cfg: PoseTrainConfig,
+                   max_clips: int = 8) -> float:
+    """rho such that sampled jitter = ``jitter_ratio`` x ground truth on equal-length train crops.
+
+    Uses at most ``max_clips`` clips spread over the list (each bisection step samples them all).
+    """
+    picks = np.linspace(0, len(clips) - 1, min(max_clips, len(clips))).round().astype(int)
+    clips = [clips[i] for i in np.unique(picks)]
+    length = min(len(c) for c in clips)
+    w = torch.stack([torch.from_numpy(c.pose[:length]) for c in clips])
+    windows = pose_windows(clips, cfg.feature, model.encoder.cfg.context_frames)
+    fa = model.features(torch.stack([windows[c.clip_id][:length] for c in clips]))
+    return model.flow.calibrate_temporal_correlation(w, fa, target_ratio=cfg.jitter_ratio,
+                                                     seed=cfg.loop.seed, iters=16, max_rho=cfg.max_rho)
+
+
+# --- semantic expression (Eq. 15) ----------------------------------------------------------
+
+def _crop_waves(waves: Sequence[np.ndarray], idx: np.ndarray, samples: int,
+                rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """A random ``samples``-long crop of each chosen waveform (zero padded) + valid lengths."""
+    out = np.zeros((len(idx), samples), np.float32)
+    lengths = np.zeros(len(idx), np.int64)
+    for i, k in enumerate(idx):
+        w = waves[k]
+        t = int(rng.integers(max(len(w) - samples, 0) + 1))
+        seg = w[t:t + samples]
+        out[i, :len(seg)] = seg
+        lengths[i] = len(seg)
+    return torch.from_numpy(out), torch.from_numpy(lengths)
+
+
+def train_expression(clips: Sequence[ClipData], waves: Sequence[np.ndarray], text_emb: torch.Tensor,
+                     cfg: ExpressionTrainConfig, exp_cfg: ExpressionConfig, out_dir: str | Path,
+                     live_dir: str | Path | None = None, stop_after: int | None = None,
+                     fingerprint: str = "", sample_rate: int = 16_000
+                     ) -> tuple[SemanticExpression, LoopResult]:
+    """E_S + MLP^e_A on (waveform crop, transcript embedding) -> per-clip mean W^e."""
+    if text_emb.shape != (len(clips), exp_cfg.text_dim):
+        raise ValueError(f"text embeddings {tuple(text_emb.shape)} do not match "
+                         f"{len(clips)} clips x {exp_cfg.text_dim}")
+    torch.manual_seed(cfg.loop.seed)
+    model = SemanticExpression(exp_cfg)
+    targets = torch.from_numpy(np.stack([c.exp.mean(0) for c in clips]))
+    samples = int(round(cfg.crop_seconds * sample_rate))
+
+    def step_fn(step: int) -> dict[str, torch.Tensor]:
+        rng = step_rng(cfg.loop.seed, step)
+        idx = rng.integers(len(clips), size=cfg.loop.batch)
+        wave, lengths = _crop_waves(waves, idx, samples, rng)
+        pred, _ = model.training_forward(wave, text_emb[idx], lengths,
+                                         generator=step_generator(cfg.loop.seed, step, 1))  # Eq. 15
+        return {"exp": expression_loss(targets[idx], pred)}
+
+    result = run_loop(model, step_fn, cfg.loop, Path(out_dir) / "checkpoints" / "expression",
+                      live_dir, stop_after, fingerprint)
+    return model, result
+
+
+# --- final files (read by driver.AudioDriver) ----------------------------------------------
+
+def save_mouth(path: str | Path, net: AudioToMouth, feature: str, **extra: Any) -> None:
+    save_model(path, "mouth", net, config_to_dict(net.cfg), feature=feature, **extra)
+
+
+def save_pose(path: str | Path, model: AudioPose, feature: str, **extra: Any) -> None:
+    cfg = {"encoder": config_to_dict(model.encoder.cfg), "flow": config_to_dict(model.flow.cfg)}
+    save_model(path, "pose", model, cfg, feature=feature, rho=model.flow.rho.clone(), **extra)
+
+
+def save_expression(path: str | Path, model: SemanticExpression, means: torch.Tensor,
+                    text_backend: str, **extra: Any) -> None:
+    save_model(path, "expression", model, config_to_dict(model.cfg), emotion_means=means,
+               emotions=list(EMOTIONS), text_backend=text_backend, **extra)
+
+
+def transcript_embeddings(texts: Sequence[str], encode: Callable[[list[str]], torch.Tensor],
+                          backend: str, cache: str | Path | None = None) -> torch.Tensor:
+    """E_T(T) of each transcript (frozen), reusing rows cached in ``cache`` (npz) for this backend."""
+    known: dict[str, np.ndarray] = {}
+    if cache is not None and Path(cache).is_file():
+        with np.load(cache, allow_pickle=False) as z:
+            if str(z["backend"]) == backend:
+                known = dict(zip(z["texts"].tolist(), z["emb"]))
+    todo = sorted({t for t in texts if t not in known})
+    if todo:
+        for t, e in zip(todo, encode(todo).numpy()):
+            known[t] = e
+        if cache is not None:
+            keys = sorted(known)
+            with atomic.atomic_path(cache) as tmp, open(tmp, "wb") as fh:
+                np.savez(fh, backend=np.array(backend), texts=np.array(keys),
+                         emb=np.stack([known[k] for k in keys]).astype(np.float32))
+    return torch.from_numpy(np.stack([known[t] for t in texts]).astype(np.float32))
+
+
+# --- params.yaml -> configurations ---------------------------------------------------------
+
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in (over or {}).items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def section_for_profile(section: dict[str, Any], profile: str) -> dict[str, Any]:
+    """The ``audio2motion`` params with ``profiles.<profile>`` merged over them."""
+    return _merge({k: v for k, v in section.items() if k != "profiles"},
+                  (section.get("profiles") or {}).get(profile, {}))
+
+
+def _loop(section: dict[str, Any], part: dict[str, Any], seed: int) -> LoopConfig:
+    return LoopConfig(steps=int(part["steps"]), batch=int(part["batch"]), lr=float(part["lr"]),
+                      seed=seed, checkpoint_every=int(part.get("checkpoint_every", section["checkpoint_every"])),
+                      keep_checkpoints=int(section["keep_checkpoints"]),
+                      log_every=int(section["log_every"]))
+
+
+def mouth_train_config(section: dict[str, Any], seed: int) -> MouthTrainConfig:
+    m = section["mouth"]
+    return MouthTrainConfig(loop=_loop(section, m, seed), feature=m["feature"],
+                            fea_weight=float(m["fea_weight"]), rec_weight=float(m["rec_weight"]),
+                            sync_weight=float(m["sync_weight"]), rec_clips=int(m["rec_clips"]),
+                            rec_every=int(m["rec_every"]))
+
+
+def pose_train_config(section: dict[str, Any], seed: int) -> PoseTrainConfig:
+    p = section["pose"]
+    return PoseTrainConfig(loop=_loop(section, p, seed), feature=p["feature"], seq_len=int(p["seq_len"]),
+                           mle_weight=float(p["mle_weight"]), rec_weight=float(p["rec_weight"]),
+                           tem_weight=float(p["tem_weight"]), jitter_ratio=float(p["jitter_ratio"]),
+                           noise=float(p.get("noise", 0.0)), max_rho=float(p.get("max_rho", 0.9999)))
+
+
+def expression_train_config(section: dict[str, Any], seed: int) -> ExpressionTrainConfig:
+    e = section["expression"]
+    return ExpressionTrainConfig(loop=_loop(section, e, seed), crop_seconds=float(e["crop_seconds"]))

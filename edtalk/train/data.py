@@ -1,0 +1,179 @@
+"""Training samples over the pixel cache: frames of one clip, mouth-swapped pairs, windows.
+
+Every batch is a pure function of ``(seed, step)``: a resumed run draws exactly the
+batches an uninterrupted run would, with no sampler state to save. Under DDP every rank
+draws the same combined batch and keeps rows ``rank::world`` (interleaved, see
+``loop.py`` for why interleaving keeps the discriminator's minibatch statistics equal).
+
+Images go to the networks as float (B,3,S,S) in [-1, 1].
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from edtalk.data.pixel_cache import PixelCache
+
+MOUTH = slice(48, 68)   # iBUG 68-point mouth (outer lip 48-59, inner 60-67)
+
+
+@dataclass
+class FrameTable:
+    """The frames of one split, with what the samplers need as flat arrays."""
+    pixel_index: np.ndarray   # (N,) rows of the pixel cache
+    clip: np.ndarray          # (N,) clip code
+    identity: np.ndarray      # (N,) identity code
+    emotion: np.ndarray       # (N,) emotion code (index into EMOTIONS when known)
+    landmarks: np.ndarray     # (N,68,2) crop pixels
+    clip_rows: list[np.ndarray]       # rows of each clip, in frame order
+    identity_rows: list[np.ndarray]   # rows of each identity
+    pixels: PixelCache
+
+    @classmethod
+    def load(cls, features_dir: str | Path, split: str = "train") -> "FrameTable":
+        from edtalk.data.schema import EMOTIONS
+
+        root = Path(features_dir)
+        df = pd.read_parquet(root / "frames.parquet")
+        df = df[(df["split"] == split) & df["landmarks_valid"]]
+        df = df.sort_values(["clip_id", "frame"]).reset_index(drop=True)
+        if df.empty:
+            raise ValueError(f"no valid {split!r} frames in {root / 'frames.parquet'}")
+        clip = pd.factorize(df["clip_id"], sort=True)[0]
+        ident = pd.factorize(df["identity"], sort=True)[0]
+        emo_names = list(EMOTIONS)
+        emotion = np.array([emo_names.index(e) if e in emo_names else -1 for e in df["emotion"]])
+        lms = np.stack(df["landmarks"].to_numpy()).reshape(len(df), 68, 2).astype(np.float32)
+        return cls(df["pixel_index"].to_numpy(np.int64), clip, ident, emotion, lms,
+                   [np.flatnonzero(clip == c) for c in range(clip.max() + 1)],
+                   [np.flatnonzero(ident == i) for i in range(ident.max() + 1)],
+                   PixelCache(root / "pixels.npy"))
+
+    def __len__(self) -> int:
+        return len(self.pixel_index)
+
+    def images(self, rows: np.ndarray) -> torch.Tensor:
+        """Rows of this table -> float (B,3,S,S) in [-1, 1]."""
+        return to_tensor(self.pixels[self.pixel_index[np.asarray(rows)]])
+
+
+def to_tensor(frames: np.ndarray) -> torch.Tensor:
+    """uint8 (B,S,S,3) -> float (B,3,S,S) in [-1, 1]."""
+    return torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float() / 127.5 - 1.0
+
+
+def step_rng(seed: int, step: int, salt: int = 0) -> np.random.Generator:
+    return np.random.default_rng([seed, step, salt])
+
+
+def pick_clip_frames(table: FrameTable, rng: np.random.Generator, batch: int, per_clip: int
+                     ) -> np.ndarray:
+    """(batch, per_clip) distinct rows, each row of frames from one random clip."""
+    clips = [c for c, rows in enumerate(table.clip_rows) if len(rows) >= per_clip]
+    chosen = rng.choice(clips, size=batch, replace=len(clips) < batch)
+    return np.stack([rng.choice(table.clip_rows[c], size=per_clip, replace=False) for c in chosen])
+
+
+def shard(x: np.ndarray, rank: int, world: int) -> np.ndarray:
+    """Rows rank, rank + world, ... of a combined batch (interleaved DDP split)."""
+    if len(x) % world:
+        raise ValueError(f"combined batch {len(x)} is not divisible by {world} ranks")
+    return x[rank::world]
+
+
+# --- mouth swap (paper §3.2: I^{m_a}_{p_b}) ---------------------------------------------
+
+def mouth_box(landmarks: np.ndarray, margin: int) -> tuple[np.ndarray, np.ndarray]:
+    """Centre (2,) x,y and half-extent (2,) of landmarks 48-67 plus ``margin`` pixels."""
+    pts = landmarks[MOUTH]
+    lo, hi = pts.min(0), pts.max(0)
+    return (lo + hi) / 2, (hi - lo) / 2 + margin
+
+
+def feather_mask(half: np.ndarray, feather: int) -> np.ndarray:
+    """(2hy+1, 2hx+1) mask: 1 inside, linear ramp to 0 over ``feather`` pixels at the edge."""
+    hx, hy = int(half[0]), int(half[1])
+    def ramp(h: int) -> np.ndarray:
+        d = h - np.abs(np.arange(-h, h + 1))          # distance to the border, 0 at the edge
+        return np.clip((d + 1) / (feather + 1), 0, 1) if feather > 0 else np.ones(2 * h + 1)
+    return np.outer(ramp(hy), ramp(hx)).astype(np.float32)
+
+
+def paste_mouth(src: np.ndarray, dst: np.ndarray, lm_src: np.ndarray, lm_dst: np.ndarray,
+                margin: int = 3, feather: int = 2) -> np.ndarray:
+    """Superimpose the mouth of ``src`` onto ``dst`` (uint8 S,S,3): a box around the union of
+    both mouths' extents, taken around src's mouth centre and pasted on dst's mouth centre
+    (translation alignment), blended with a feathered mask. Pixels outside the box are dst's."""
+    c_src, h_src = mouth_box(lm_src, margin)
+    c_dst, h_dst = mouth_box(lm_dst, margin)
+    half = np.ceil(np.maximum(h_src, h_dst)).astype(int)
+    s = dst.shape[0]
+    shift = np.round(c_src - c_dst).astype(int)                  # src = dst + shift
+    cx, cy = np.round(c_dst).astype(int)
+    mask = feather_mask(half, feather)
+    out = dst.astype(np.float32)
+    for dy in range(-half[1], half[1] + 1):                       # rows of the box (small)
+        y, ys = cy + dy, cy + dy + shift[1]
+        if not (0 <= y < s and 0 <= ys < s):
+            continue
+        x0, x1 = max(cx - half[0], 0, -shift[0]), min(cx + half[0] + 1, s, s - shift[0])
+        if x0 >= x1:
+            continue
+        m = mask[dy + half[1], x0 - (cx - half[0]): x1 - (cx - half[0])][:, None]
+        out[y, x0:x1] = m * src[ys, x0 + shift[0]: x1 + shift[0]] + (1 - m) * out[y, x0:x1]
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+
+
+# --- the three stages' batches ------------------------------------------------------------
+
+def autoencoder_batch(table: FrameTable, seed: int, step: int, batch: int, rank: int = 0,
+                      world: int = 1) -> dict[str, torch.Tensor]:
+    """Identity frame I^i and driving frame I^d of the same clip."""
+    rows = shard(pick_clip_frames(table, step_rng(seed, step), batch, 2), rank, world)
+    return {"identity": table.images(rows[:, 0]), "driving": table.images(rows[:, 1])}
+
+
+def mouth_pose_batch(table: FrameTable, seed: int, step: int, batch: int, rank: int = 0,
+                     world: int = 1, margin: int = 3, feather: int = 2) -> dict[str, torch.Tensor]:
+    """I^a, I^b (two frames of one clip), the swaps I^{m_a}_{p_b}, I^{m_b}_{p_a}, and an
+    identity frame of the same identity, different from a and b (Eqs. 3-4)."""
+    rng = step_rng(seed, step)
+    rows = pick_clip_frames(table, rng, batch, 2)
+    ident = []
+    for a, b in rows:
+        pool = table.identity_rows[table.identity[a]]
+        pool = pool[(pool != a) & (pool != b)]
+        ident.append(rng.choice(pool))
+    rows = shard(np.concatenate([rows, np.array(ident)[:, None]], 1), rank, world)
+    px = table.pixels[table.pixel_index[rows.reshape(-1)]].reshape(len(rows), 3, *table.pixels.frame_shape)
+    lm = table.landmarks[rows[:, :2]]
+    ab = np.stack([paste_mouth(px[i, 0], px[i, 1], lm[i, 0], lm[i, 1], margin, feather)
+                   for i in range(len(rows))])
+    ba = np.stack([paste_mouth(px[i, 1], px[i, 0], lm[i, 1], lm[i, 0], margin, feather)
+                   for i in range(len(rows))])
+    return {"a": to_tensor(px[:, 0]), "b": to_tensor(px[:, 1]), "identity": to_tensor(px[:, 2]),
+            "ma_pb": to_tensor(ab), "mb_pa": to_tensor(ba)}
+
+
+def window_rows(table: FrameTable, row: int, k: int) -> np.ndarray:
+    """K rows of the clip around ``row`` (clamped at the clip's ends, so always K rows)."""
+    rows = table.clip_rows[table.clip[row]]
+    pos = int(np.searchsorted(rows, row))
+    start = min(max(pos - k // 2, 0), max(len(rows) - k, 0))
+    idx = np.clip(np.arange(start, start + k), 0, len(rows) - 1)
+    return rows[idx]
+
+
+def expression_batch(table: FrameTable, seed: int, step: int, batch: int, window: int,
+                     rank: int = 0, world: int = 1) -> dict[str, torch.Tensor]:
+    """Identity frame, driving frame I^d of the same clip, and K frames around I^d."""
+    rows = shard(pick_clip_frames(table, step_rng(seed, step), batch, 2), rank, world)
+    win = np.stack([window_rows(table, d, window) for d in rows[:, 1]])
+    imgs = table.images(win.reshape(-1))
+    return {"identity": table.images(rows[:, 0]), "driving": table.images(rows[:, 1]),
+            "window": imgs.view(len(rows), window, *imgs.shape[1:])}

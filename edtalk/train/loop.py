@@ -1,0 +1,237 @@
+"""One training loop for every stage: seeded, step-based, resumable, DDP-aware, DVCLive-logged.
+
+Per step: (1) the stage's generator losses, backward, gradients averaged over ranks, Adam
+step on the stage's groups; (2) the discriminator's Eq. 6 on (real, detached fake), its
+own Adam step. Every ``checkpoint_every`` steps (and at the end) rank 0 writes an atomic
+checkpoint with the model, D, both optimisers, the RNG state and the step.
+
+Resume: a re-run loads the newest checkpoint and continues. Batches are a pure function
+of (seed, step) (``data.py``) and CPU kernels are deterministic for a fixed thread
+count, so a run killed with ``kill -9`` and re-run ends with the same weights, bit for
+bit, as one never interrupted.
+
+Data parallel (``torchrun``, gloo on CPU, NCCL on GPU): every rank draws the combined
+batch and keeps rows ``rank::world``; after backward the gradients of the trained
+parameters are all-reduced and divided by the world size -- the averaging DDP performs.
+(DDP's module wrapper is not used because a stage calls several model methods per step
+and DDP's reducer only follows its wrapper's ``forward``.) Losses are batch means, so
+this equals one process on the combined batch. The discriminator's minibatch-stddev
+couples the samples it sees together; the interleaved split makes each rank's batch
+exactly one stddev group of the combined batch when the per-rank batch equals D's group
+size (4), so that case matches to float tolerance as well.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+from edtalk.model import Discriminator, EDTalk, load_checkpoint, profile, save_checkpoint
+
+from .config import StageConfig
+from .data import FrameTable
+from .losses import Perceptual, adv_discriminator
+from .stages import STAGES, Context, Stage, check_frozen, frozen_snapshot
+
+log = logging.getLogger(__name__)
+CKPT = re.compile(r"step-(\d{8})\.pt$")
+
+
+@dataclass
+class TrainResult:
+    model: EDTalk
+    discriminator: Discriminator | None
+    step: int                       # steps done in total
+    resumed_from: int               # 0 = fresh start
+    seconds: float                  # wall time of this run's steps
+    samples_per_s: float
+    last: dict[str, float]          # the last step's logged values
+    live: Any = None                # the open DVCLive logger (rank 0); the caller ends it
+
+
+def world() -> tuple[int, int]:
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def allreduce_mean_(tensors: list[torch.Tensor]) -> None:
+    """In place: the mean over ranks (DDP's gradient averaging)."""
+    rank, size = world()
+    if size == 1 or not tensors:
+        return
+    flat = torch.cat([t.reshape(-1) for t in tensors])
+    dist.all_reduce(flat)
+    flat /= size
+    offset = 0
+    for t in tensors:
+        t.copy_(flat[offset: offset + t.numel()].view_as(t))
+        offset += t.numel()
+
+
+def _grads(params: list[torch.nn.Parameter]) -> list[torch.Tensor]:
+    for p in params:
+        if p.grad is None:
+            p.grad = torch.zeros_like(p)
+    return [p.grad for p in params]
+
+
+# --- model construction -------------------------------------------------------------------
+
+def build(cfg: StageConfig, init: str | Path | None = None) -> tuple[EDTalk, Discriminator]:
+    """A seeded model and D; ``init`` (a previous stage's or an official checkpoint) overrides."""
+    torch.manual_seed(cfg.seed)
+    if init is not None and Path(init).is_file():
+        model, extra = load_checkpoint(init)
+    else:
+        if init is not None:
+            raise FileNotFoundError(f"initial checkpoint {init} does not exist")
+        model, extra = EDTalk(profile(cfg.profile, **cfg.model_overrides)), {}
+    torch.manual_seed(cfg.seed + 1)
+    disc = Discriminator(model.cfg)
+    if extra.get("disc"):
+        disc.load_state_dict(extra["disc"])
+    return model, disc
+
+
+# --- checkpoints ----------------------------------------------------------------------------
+
+def checkpoints(ckpt_dir: Path) -> list[tuple[int, Path]]:
+    found = [(int(m.group(1)), p) for p in ckpt_dir.glob("step-*.pt") if (m := CKPT.search(p.name))]
+    return sorted(found)
+
+
+def _save(ckpt_dir: Path, step: int, model: EDTalk, disc: Discriminator | None, opt_g: torch.optim.Optimizer,
+          opt_d: torch.optim.Optimizer | None, stage: str, keep: int, fingerprint: str) -> None:
+    save_checkpoint(ckpt_dir / f"step-{step:08d}.pt", model, disc=disc.state_dict() if disc else {},
+                    opt_g=opt_g.state_dict(), opt_d=opt_d.state_dict() if opt_d else {},
+                    step=step, stage=stage, rng=torch.get_rng_state(), fingerprint=fingerprint)
+    for _, old in checkpoints(ckpt_dir)[:-keep]:
+        old.unlink(missing_ok=True)
+
+
+def _truncate_live(live_dir: Path, start: int) -> None:
+    """Drop DVCLive history rows logged after the checkpoint we resume from."""
+    for tsv in (live_dir / "plots" / "metrics").rglob("*.tsv"):
+        lines = tsv.read_text().splitlines()
+        if not lines:
+            continue
+        col = lines[0].split("\t").index("step")
+        kept = [lines[0]] + [ln for ln in lines[1:] if int(ln.split("\t")[col]) <= start]
+        tsv.write_text("\n".join(kept) + "\n")
+
+
+# --- the loop ---------------------------------------------------------------------------
+
+def train(cfg: StageConfig, table: FrameTable, out_dir: str | Path, model: EDTalk,
+          disc: Discriminator | None, live_dir: str | Path | None = None,
+          motion_nets: list[Any] | None = None, stop_after: int | None = None,
+          perceptual: Perceptual | None = None, fingerprint: str = "") -> TrainResult:
+    """Train ``cfg.stage`` to ``cfg.steps`` steps, resuming from ``out_dir/checkpoints``.
+
+    ``stop_after`` ends this call after that many steps (tests simulate a crash with it).
+    ``fingerprint`` identifies what the run depends on besides the step count (config,
+    initial weights): checkpoints written under another fingerprint are discarded.
+    """
+    stage: Stage = STAGES[cfg.stage]
+    rank, size = world()
+    if cfg.batch % size:
+        raise ValueError(f"batch {cfg.batch} is not divisible by {size} ranks")
+    ckpt_dir = Path(out_dir) / "checkpoints"
+    ckpt_dir.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(cfg.seed + 2)
+    model.set_trainable(*stage.groups)
+    model.train()
+    frozen = frozen_snapshot(model, stage.groups)
+    params = model.group_parameters(*stage.groups)
+    opt_g = torch.optim.Adam(params, lr=cfg.lr, betas=cfg.betas)
+    use_d = disc is not None and cfg.weights.adv > 0
+    if disc is not None and not use_d:
+        disc = None
+    opt_d = (torch.optim.Adam(disc.parameters(), lr=cfg.d_lr, betas=cfg.betas)
+             if use_d and cfg.train_discriminator else None)
+    start = 0
+    found = [(n, p) for n, p in checkpoints(ckpt_dir) if n <= cfg.steps]   # never past the budget
+    if found and torch.load(found[-1][1], map_location="cpu", weights_only=True).get("fingerprint") != fingerprint:
+        if rank == 0:
+            log.warning("%s: checkpoints in %s belong to another configuration; starting afresh",
+                        cfg.stage, ckpt_dir)
+            for _, p in found:
+                p.unlink(missing_ok=True)
+        found = []
+        if size > 1:
+            dist.barrier()
+    if found:
+        start, path = found[-1]
+        _, extra = load_checkpoint(path, model)
+        if disc is not None and extra.get("disc"):
+            disc.load_state_dict(extra["disc"])
+        opt_g.load_state_dict(extra["opt_g"])
+        if opt_d is not None and extra.get("opt_d"):
+            opt_d.load_state_dict(extra["opt_d"])
+        torch.set_rng_state(extra["rng"])
+        check_frozen(model, frozen)
+        log.info("%s: resumed from %s (step %d)", cfg.stage, path, start)
+    perceptual = perceptual or Perceptual(cfg.perceptual, seed=cfg.seed)
+    ctx = Context(model, disc, perceptual, cfg, motion_nets or [])
+    live = None
+    if rank == 0 and live_dir is not None:
+        from dvclive import Live  # logging backend; the library runs without a DVC repo
+
+        if start:
+            _truncate_live(Path(live_dir), start)
+        else:                                      # a fresh run: no history of an older one
+            for old in (Path(live_dir) / "plots", Path(live_dir) / "metrics.json"):
+                shutil.rmtree(old, ignore_errors=True) if old.is_dir() else old.unlink(missing_ok=True)
+        live = Live(str(live_dir), resume=bool(start), save_dvc_exp=False, dvcyaml=False)
+    last: dict[str, float] = {}
+    end = cfg.steps if stop_after is None else min(cfg.steps, start + stop_after)
+    t0 = time.perf_counter()
+    for step in range(start, end):
+        batch = stage.make_batch(table, cfg, step, rank, size)
+        if disc is not None:
+            disc.requires_grad_(False)
+        out = stage.losses(ctx, batch)
+        total = sum(out.terms.values())
+        opt_g.zero_grad(set_to_none=True)
+        total.backward()
+        allreduce_mean_(_grads(params))
+        opt_g.step()
+        values = {f"loss/{k}": v.detach() for k, v in out.terms.items()}
+        values["loss/total"] = total.detach()
+        if opt_d is not None:
+            disc.requires_grad_(True)
+            d_loss = adv_discriminator(disc(out.real), disc(out.fake.detach()))   # Eq. 6, D side
+            opt_d.zero_grad(set_to_none=True)
+            d_loss.backward()
+            allreduce_mean_(_grads(list(disc.parameters())))
+            opt_d.step()
+            values["loss/disc"] = d_loss.detach()
+        names = sorted(values)
+        stacked = torch.stack([values[k].float() for k in names])
+        allreduce_mean_([stacked])
+        last = {k: float(v) for k, v in zip(names, stacked)}
+        done = step + 1
+        if live is not None and (done % cfg.log_every == 0 or done == cfg.steps):
+            live.step = done
+            for k, v in last.items():
+                live.log_metric(k, v)
+            live.next_step()
+        if rank == 0 and (done % cfg.checkpoint_every == 0 or done == cfg.steps):
+            _save(ckpt_dir, done, model, disc, opt_g, opt_d, cfg.stage, cfg.keep_checkpoints,
+                  fingerprint)
+        if size > 1 and done % cfg.checkpoint_every == 0:
+            dist.barrier()
+    seconds = time.perf_counter() - t0
+    check_frozen(model, frozen)
+    n = max(end - start, 0)
+    model.requires_grad_(False).eval()
+    return TrainResult(model, disc, end, start, seconds, n * cfg.batch / seconds if n else 0.0, last, live)

@@ -1,0 +1,165 @@
+"""Run one training stage end to end (library entry point of the flows and of ``torchrun``).
+
+    python -m edtalk.train.run --stage autoencoder                  # one process
+    torchrun --nproc_per_node 2 -m edtalk.train.run --stage autoencoder   # DDP (gloo on CPU)
+
+Outputs under ``models/<stage dir>/``: ``checkpoints/step-*.pt`` (resume), ``model.pt``
+(final: model, D, stage, step, names of the substitutes used) and, for the expression
+stage, ``face_net.pt`` (the phi/psi substitute). DVCLive writes ``dvclive/<stage dir>/``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import os
+from pathlib import Path
+from dataclasses import asdict
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from edtalk.model import EDTalk, load_checkpoint, save_checkpoint
+
+from .config import StageConfig, stage_config
+from .data import FrameTable, step_rng
+from .loop import build, train, world
+from .losses import Perceptual
+from .motion_nets import landmark_error_px, load_or_train_face_net, motion_networks
+from .stages import STAGES, describe, neutral_start
+
+log = logging.getLogger(__name__)
+DIRS = {"autoencoder": "train_autoencoder", "mouth_pose": "train_mouth_pose",
+        "expression": "train_expression"}
+PREVIOUS = {"mouth_pose": "autoencoder", "expression": "mouth_pose"}
+
+
+@torch.no_grad()
+def reconstruct(model: EDTalk, stage: str, identity: torch.Tensor, driving: torch.Tensor) -> torch.Tensor:
+    """The stage's own reconstruction of ``driving`` from ``identity`` (expression: EDTalk-V)."""
+    id_lat, skips = model.encode(identity)
+    w = model.weights(model.encode(driving)[0], exp=stage == "expression")
+    return model.generate(id_lat, skips, model.motion(w.mouth, w.pose, w.exp),
+                          use_eem=stage == "expression").clamp(-1, 1)
+
+
+def validate(model: EDTalk, stage: str, features_dir: str | Path, n: int, seed: int) -> dict[str, float]:
+    """Mean L1 (in [-1,1] units) on val pairs (identity, driving of one clip) vs the still identity."""
+    try:
+        table = FrameTable.load(features_dir, "val")
+    except ValueError:
+        return {}
+    rng = step_rng(seed, 0, salt=11)
+    pairs = np.stack([rng.choice(table.clip_rows[c], 2, replace=False)
+                      for c in rng.choice(len(table.clip_rows), n)])
+    ident, drive = table.images(pairs[:, 0]), table.images(pairs[:, 1])
+    fake = torch.cat([reconstruct(model, stage, i, d) for i, d in zip(ident.split(16), drive.split(16))])
+    return {"val/l1": float((fake - drive).abs().mean()),
+            "val/l1_still_identity": float((ident - drive).abs().mean())}
+
+
+def fingerprint(cfg: StageConfig, init: Path | None, extra: str = "") -> str:
+    """What a checkpoint's validity depends on: the config (except step budget and
+    bookkeeping) and the bytes of the initial weights."""
+    keys = {k: v for k, v in asdict(cfg).items()
+            if k not in ("steps", "checkpoint_every", "keep_checkpoints", "log_every", "val_frames")}
+    h = hashlib.sha256(json.dumps(keys, sort_keys=True, default=str).encode())
+    if init is not None and init.is_file():
+        h.update(hashlib.sha256(init.read_bytes()).digest())
+    h.update(extra.encode())
+    return h.hexdigest()[:16]
+
+
+def run_stage(cfg: StageConfig, features_dir: str | Path = "data/features", models_dir: str | Path = "models",
+              live_root: str | Path | None = "dvclive", stop_after: int | None = None) -> dict[str, Any]:
+    """Train (or resume) one stage and write its final model; returns a summary."""
+    threads = torch.get_num_threads()
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    try:
+        return _run_stage(cfg, features_dir, models_dir, live_root, stop_after)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _run_stage(cfg: StageConfig, features_dir: str | Path, models_dir: str | Path,
+               live_root: str | Path | None, stop_after: int | None) -> dict[str, Any]:
+    rank, size = world()
+    out_dir = Path(models_dir) / DIRS[cfg.stage]
+    live_dir = Path(live_root) / DIRS[cfg.stage] if live_root is not None else None
+    table = FrameTable.load(features_dir, "train")
+    summary: dict[str, Any] = {"stage": cfg.stage, "world_size": size}
+    if cfg.stage == "autoencoder" and cfg.pretrained and Path(cfg.pretrained).is_file():
+        model, _ = load_checkpoint(cfg.pretrained)          # official EDTalk.pt or one of ours
+        if rank == 0:
+            save_checkpoint(out_dir / "model.pt", model, stage=cfg.stage, step=0,
+                            source=str(cfg.pretrained))
+        log.info("autoencoder: loaded %s instead of training", cfg.pretrained)
+        if rank == 0 and live_dir is not None:      # the stage's declared DVCLive outputs exist
+            from dvclive import Live
+
+            live = Live(str(live_dir), save_dvc_exp=False, dvcyaml=False)
+            live.log_metric("pretrained_loaded", 1.0)
+            live.summary.update(validate(model, "autoencoder", features_dir, cfg.val_frames, cfg.seed))
+            live.end()
+        return {**summary, "loaded": str(cfg.pretrained)}
+    init = Path(models_dir) / DIRS[PREVIOUS[cfg.stage]] / "model.pt" if cfg.stage in PREVIOUS else None
+    model, disc = build(cfg, init)
+    if cfg.stage == "expression" and cfg.neutral_start:
+        neutral_start(model)            # a resumed run's checkpoint overwrites this
+    perceptual = Perceptual(cfg.perceptual, seed=cfg.seed)
+    nets, names = [], []
+    if cfg.stage == "expression" and cfg.weights.mot:
+        face = load_or_train_face_net(out_dir / "face_net.pt", table, cfg.seed, cfg.aux_steps)
+        nets, names = motion_networks(face, cfg.emotion_checkpoint)
+        summary["face_net_landmark_err_px"] = landmark_error_px(face, table, np.arange(0, len(table), 7))
+    summary.update(describe(STAGES[cfg.stage], model), perceptual=perceptual.name, mot_networks=names)
+    log.info("%s: Phi = %s; L_mot networks = %s", cfg.stage, perceptual.name, names or "none")
+    key = fingerprint(cfg, init, ",".join(names))
+    result = train(cfg, table, out_dir, model, disc, live_dir, nets, stop_after, perceptual, key)
+    summary.update(step=result.step, resumed_from=result.resumed_from, seconds=round(result.seconds, 2),
+                   samples_per_s=round(result.samples_per_s, 3), **result.last)
+    if result.step >= cfg.steps and rank == 0:
+        summary.update(validate(model, cfg.stage, features_dir, cfg.val_frames, cfg.seed))
+        save_checkpoint(out_dir / "model.pt", model, disc=disc.state_dict() if disc is not None else {},
+                        stage=cfg.stage, step=result.step, perceptual=perceptual.name,
+                        mot_networks=list(names))
+    if result.live is not None:
+        for k, v in summary.items():     # numbers only; "a/b" nests as DVCLive's own metrics do
+            if isinstance(v, (int, float)) and not k.startswith("loss/"):
+                head, _, tail = k.partition("/")
+                if tail:
+                    result.live.summary.setdefault(head, {})[tail] = v
+                else:
+                    result.live.summary[k] = v
+        result.live.end()
+    return summary
+
+
+def _cli() -> None:
+    parser = argparse.ArgumentParser(description="Run one EDTalk training stage (DDP under torchrun).")
+    parser.add_argument("--stage", required=True, choices=sorted(DIRS))
+    parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--features", default="data/features")
+    parser.add_argument("--models", default="models")
+    parser.add_argument("--live", default="dvclive")
+    args = parser.parse_args()
+    import yaml
+
+    with open(args.params, encoding="utf-8") as handle:
+        params = yaml.safe_load(handle)
+    if "WORLD_SIZE" in os.environ and int(os.environ["WORLD_SIZE"]) > 1:
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    try:
+        print(run_stage(stage_config(params, args.stage), args.features, args.models, args.live))
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+
+
+if __name__ == "__main__":
+    _cli()

@@ -1,0 +1,152 @@
+"""Train a scaled-down syncnet_v2 as a lip-sync expert (Wav2Lip's objective) on the train split.
+
+Objective (Wav2Lip's ``color_syncnet_train``): for a 5-frame window of face crops and a
+20-step MFCC window, the cosine similarity of the two embeddings is mapped to [0, 1]
+and scored with binary cross-entropy against 1 for the aligned window and 0 for the
+same clip's audio shifted by a random non-zero number of frames. Wav2Lip's embeddings
+pass through a ReLU so their cosine is already in [0, 1]; the syncnet_v2 heads end in a
+linear layer, so here ``p = (1 + cos) / 2``. The reference scorer ranks windows by
+Euclidean distance, not cosine, so a small penalty keeps both embeddings near unit
+norm; then ``||v - a||^2 = 2 - 2 cos`` and the two orders agree.
+
+Inputs are exactly what :func:`metrics.sync.score` feeds the network: BGR 0-255 frames
+at the network's size and raw python_speech_features MFCC (the features stage's
+``mfcc`` column holds the same numbers).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from metrics import sync
+from metrics.evaluators.corpus import Clip, seed_everything
+
+WINDOW = 5          # frames per window
+STEPS = 4           # MFCC steps per frame
+
+
+@dataclass(frozen=True)
+class SyncTrainConfig:
+    width: float = 0.125       # channel scale of syncnet_v2
+    embed_dim: int = 64
+    steps: int = 400
+    batch_size: int = 16       # lip windows per step
+    lr: float = 3e-3
+    negatives: int = 4         # shifted audio windows per lip window
+    max_offset: int = 15       # negatives: audio shifted by 1..max_offset frames (same clip)
+    norm_weight: float = 0.01  # unit-norm penalty on both embeddings
+    seed: int = 0
+
+
+@dataclass
+class SyncTrainResult:
+    net: sync.SyncNet
+    losses: list[float] = field(repr=False)
+    seconds: float = 0.0
+    config: dict = field(default_factory=dict)
+
+
+def sample_batch(clips: list[Clip], n: int, negatives: int, max_offset: int,
+                 rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``n`` lip windows (N x 3 x 5 x S x S, BGR 0-255), each with its aligned MFCC window
+    and ``negatives`` windows of the same clip's audio moved by random non-zero offsets
+    (|offset| <= max_offset): MFCC N(1+K) x 1 x 13 x 20 and targets N(1+K), aligned first."""
+    lips, auds, ys = [], [], []
+    for _ in range(n):
+        clip = clips[int(rng.integers(len(clips)))]
+        last = min(len(clip.frames), clip.mfcc.shape[1] // STEPS) - WINDOW
+        i = int(rng.integers(last + 1))
+        choices = np.array([s for s in range(-max_offset, max_offset + 1) if s and 0 <= i + s <= last])
+        shifts = [0] + ([int(s) for s in rng.choice(choices, size=negatives)] if len(choices) else [])
+        lips.append(clip.frames[i:i + WINDOW, :, :, ::-1])
+        for s in shifts:
+            auds.append(clip.mfcc[:, STEPS * (i + s):STEPS * (i + s) + 20])
+            ys.append(float(s == 0))
+        auds += [auds[-1]] * (1 + negatives - len(shifts))      # a clip too short for negatives
+        ys += [ys[-1]] * (1 + negatives - len(shifts))
+    lip = torch.from_numpy(np.ascontiguousarray(np.stack(lips))).permute(0, 4, 1, 2, 3).float()
+    aud = torch.from_numpy(np.stack(auds)).unsqueeze(1).float()
+    return lip, aud, torch.tensor(ys)
+
+
+def expert_loss(v: torch.Tensor, a: torch.Tensor, y: torch.Tensor, norm_weight: float) -> torch.Tensor:
+    """Class-balanced BCE on (1 + cos) / 2 plus the unit-norm penalty (module docstring).
+
+    ``v``: N x D lip embeddings; ``a``: N(1+K) x D audio embeddings, K+1 per lip window.
+    """
+    k1 = a.shape[0] // v.shape[0]
+    v_rep = v.repeat_interleave(k1, dim=0)
+    p = ((1 + F.cosine_similarity(v_rep, a, dim=1)) / 2).clamp(1e-6, 1 - 1e-6)
+    weight = torch.where(y > 0.5, torch.full_like(y, float(k1 - 1) or 1.0), torch.ones_like(y))
+    bce = F.binary_cross_entropy(p, y, weight=weight) * k1 / (2 * max(k1 - 1, 1))
+    norms = torch.cat([v.norm(dim=1), a.norm(dim=1)])
+    return bce + norm_weight * ((norms - 1) ** 2).mean()
+
+
+def train(clips: list[Clip], config: SyncTrainConfig = SyncTrainConfig(),
+          log_every: int = 0) -> SyncTrainResult:
+    """Train from scratch on ``clips`` (train split); the network is returned in eval mode."""
+    if not clips:
+        raise ValueError("no training clips")
+    size = clips[0].frames.shape[1]
+    rng = seed_everything(config.seed)
+    net = sync.SyncNet(sync.SyncConfig(config.width, size, config.embed_dim))
+    net.trained_here = True
+    opt = torch.optim.Adam(net.parameters(), lr=config.lr)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, config.lr, total_steps=config.steps)
+    losses: list[float] = []
+    t0 = time.perf_counter()
+    net.train()
+    for step in range(config.steps):
+        lip, aud, y = sample_batch(clips, config.batch_size, config.negatives,
+                                   config.max_offset, rng)
+        loss = expert_loss(net.forward_lip(lip), net.forward_aud(aud), y, config.norm_weight)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        sched.step()
+        losses.append(loss.item())
+        if log_every and (step + 1) % log_every == 0:
+            print(f"syncnet step {step + 1}/{config.steps} loss {np.mean(losses[-log_every:]):.4f}")
+    return SyncTrainResult(net.eval(), losses, time.perf_counter() - t0, asdict(config))
+
+
+def shift_audio(audio: np.ndarray, frames: int) -> np.ndarray:
+    """Delay the audio by ``frames`` video frames (negative: advance), same length, zero-filled.
+
+    >>> shift_audio(np.arange(1, 1281, dtype=np.int16), 1)[638:642].tolist()
+    [0, 0, 1, 2]
+    """
+    n = frames * sync.SAMPLES_PER_FRAME
+    out = np.zeros_like(audio)
+    if n >= 0:
+        out[n:] = audio[:len(audio) - n]
+    else:
+        out[:n] = audio[-n:]
+    return out
+
+
+def offset_accuracy(net: sync.SyncNet, items: list[tuple[np.ndarray, np.ndarray]],
+                    shifts: tuple[int, ...] = (0, -2, 2, -5, 5)) -> dict:
+    """Recover known delays: for every (frames, int16 audio) and every shift d, score the
+    clip with its audio delayed by d frames; correct when the reference offset is -d
+    (``metrics.sync``: audio lagging by d gives offset -d). Returns overall and per-shift
+    accuracy, the mean LSE-C of aligned clips and every trial."""
+    trials = []
+    for k, (frames, audio) in enumerate(items):
+        for d in shifts:
+            s = sync.score(frames, shift_audio(audio, d), sync.SAMPLE_RATE, net)
+            trials.append({"item": k, "shift": d, "offset": s.offset, "lse_c": s.lse_c,
+                           "lse_d": s.lse_d, "correct": s.offset == -d})
+    if not trials:
+        raise ValueError("no clips to score")
+    per = {str(d): float(np.mean([t["correct"] for t in trials if t["shift"] == d])) for d in shifts}
+    aligned = [t["lse_c"] for t in trials if t["shift"] == 0]
+    return {"offset_accuracy": float(np.mean([t["correct"] for t in trials])),
+            "per_shift": per, "lse_c_aligned": float(np.mean(aligned)) if aligned else None,
+            "clips": len(items), "trials": trials}

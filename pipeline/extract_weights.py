@@ -1,0 +1,60 @@
+"""DVC stage `extract_weights`: ground-truth W^m, W^p, W^e of every frame (paper §3.3 targets).
+
+Runs the frozen video-driven model (``audio2motion.edtalk_checkpoint``, by default the
+``train_expression`` output) as E -> trunk -> MLN / PLN / ELN over the pixel cache in
+batches under inference mode, and writes ``data/weights/weights.parquet`` (schema
+``edtalk.audio2motion.weights_cache.WEIGHTS``: clip_id, frame, split, w_mouth[20],
+w_pose[6], w_exp[10]) atomically.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+from prefect import flow, get_run_logger
+from tqdm.auto import tqdm
+
+from edtalk.audio2motion import weights_cache
+from edtalk.data.pixel_cache import PixelCache
+from edtalk.model import load_checkpoint
+from pipeline.common import load_params
+
+
+@flow(name="extract_weights")
+def extract_weights(params: dict[str, Any], features_dir: str = "data/features",
+                    model_path: str | None = None, out: str = "data/weights/weights.parquet") -> dict[str, Any]:
+    section = params["audio2motion"]
+    torch.set_num_threads(int(section["threads"]))
+    model_path = model_path or section["edtalk_checkpoint"]
+    model, _ = load_checkpoint(model_path)
+    root = Path(features_dir)
+    frames = pd.read_parquet(root / "frames.parquet", columns=["clip_id", "frame", "split", "pixel_index"])
+    t0 = time.perf_counter()
+    table = weights_cache.extract(model, frames, PixelCache(root / "pixels.npy"),
+                                  int(section["extract_batch"]),
+                                  progress=lambda r: tqdm(r, desc="extract_weights", unit="batch"))
+    weights_cache.write(table, out)
+    summary = {"frames": len(table), "clips": int(table["clip_id"].nunique()),
+               "seconds": round(time.perf_counter() - t0, 2), "model": str(model_path)}
+    get_run_logger().info("extract_weights: %s", summary)
+    print("extract_weights: " + ", ".join(f"{k}={v}" for k, v in summary.items()))
+    return summary
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--features", default="data/features")
+    parser.add_argument("--model", default=None, help="EDTalk checkpoint (default: params)")
+    parser.add_argument("--out", default="data/weights/weights.parquet")
+    args = parser.parse_args()
+    extract_weights(load_params(args.params), args.features, args.model, args.out)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,70 @@
+"""DVC stage `train_audio2exp`: semantically-aware expression (paper §3.3, Eq. 15).
+
+E_S (a small HuBERT-style configuration trained here; no HuBERT offline) + frozen E_T
+(EmoBERTa when registered, else the bundled MiniLM) -> MLP^e_A, L_exp with Eq. 15's
+modality masking, targets the per-clip mean W^e. Transcript embeddings of every clip
+are cached in ``models/audio2motion/text_embeddings.npz``. Writes
+``models/audio2motion/expression.pt`` (with the per-emotion mean W^e of the train clips),
+checkpoints under ``models/audio2motion/checkpoints/expression`` and DVCLive curves
+under ``dvclive/train_audio2exp``.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import torch
+from prefect import flow, get_run_logger
+
+from edtalk.audio2motion import TextEncoder, a2m_config, train as a2m
+from pipeline.a2m_common import clip_waves, fingerprint, summarize
+from pipeline.common import load_params
+
+STAGE = "train_audio2exp"
+
+
+def text_embeddings(features_dir: str, backend: str, cache: Path) -> tuple[dict[str, torch.Tensor], str]:
+    """E_T of every clip's transcript (all splits), cached; returns (clip -> embedding, backend)."""
+    import pandas as pd
+
+    manifest = pd.read_parquet(Path(features_dir) / "clips.parquet", columns=["clip_id", "transcript"])
+    encoder = TextEncoder(backend)
+    texts = [t or "" for t in manifest["transcript"]]
+    emb = a2m.transcript_embeddings(texts, encoder.encode, encoder.backend, cache)
+    return dict(zip(manifest["clip_id"], emb)), encoder.backend
+
+
+@flow(name=STAGE)
+def train_audio2exp(params: dict[str, Any], features_dir: str = "data/features", crop_dir: str = "data/crop",
+                    weights: str = "data/weights/weights.parquet", out_dir: str = "models/audio2motion",
+                    live_dir: str = f"dvclive/{STAGE}") -> dict[str, Any]:
+    logger = get_run_logger()
+    profile = params["base"]["profile"]
+    section = a2m.section_for_profile(params["audio2motion"], profile)
+    torch.set_num_threads(int(section["threads"]))
+    cfg = a2m.expression_train_config(section, int(params["base"]["seed"]))
+    clips = a2m.load_clips(features_dir, weights, ("train",), crop_dir)
+    table, backend = text_embeddings(features_dir, section["expression"]["text_backend"],
+                                     Path(out_dir) / "text_embeddings.npz")
+    exp_cfg = a2m_config(profile).expression
+    if backend == "minilm" and exp_cfg.text_dim != 384:
+        exp_cfg = replace(exp_cfg, text_dim=384)
+    text = torch.stack([table[c.clip_id] for c in clips])
+    model, result = a2m.train_expression(clips, clip_waves(clips), text, cfg, exp_cfg, out_dir, live_dir,
+                                         fingerprint=fingerprint(cfg, profile, weights, backend))
+    a2m.save_expression(Path(out_dir) / "expression.pt", model, a2m.emotion_means(clips), backend)
+    return summarize(STAGE, result, logger, clips=len(clips), text_backend=backend)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--params", default="params.yaml")
+    args = parser.parse_args()
+    train_audio2exp(load_params(args.params))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,70 @@
+"""DVC stage `train_emotion`: the 8-class video emotion classifier, trained on the train split.
+
+Writes ``models/evaluators/emotion.pt`` (``metrics.emotion.save_trained``; label
+``emotion:trained-here@<hash>``) and ``reports/evaluators/emotion.json``: training time
+and loss, video-level accuracy on the train split (fit) and on the val and test splits
+against chance (1/8).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+import torch
+from prefect import flow, get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+
+from edtalk.data import atomic
+from metrics import emotion as emo
+from metrics.evaluators import emotion_train
+from metrics.evaluators.corpus import load_corpus
+from pipeline.common import load_params
+
+
+@task(cache_policy=NO_CACHE)
+def fit(features_dir: str, config: emotion_train.EmotionTrainConfig, out: str) -> dict[str, Any]:
+    result = emotion_train.train(load_corpus(features_dir, ("train",)), config)
+    emo.save_trained(result.net, out)
+    return {"seconds": result.seconds, "loss_first": result.losses[0], "loss_last": result.losses[-1],
+            "config": result.config}
+
+
+@task(cache_policy=NO_CACHE)
+def heldout(features_dir: str, weights: str, split: str, max_frames: int | None) -> dict[str, Any]:
+    net, label = emo.load(weights)
+    return {"backend": label, **emotion_train.evaluate(net, load_corpus(features_dir, (split,)),
+                                                       max_frames)}
+
+
+@flow(name="train_emotion")
+def train_emotion(params: dict[str, Any], features_dir: str = "data/features",
+                  out: str = "models/evaluators/emotion.pt",
+                  report: str = "reports/evaluators/emotion.json") -> dict[str, Any]:
+    ev = params["evaluators"]
+    torch.set_num_threads(int(ev["threads"]))
+    config = emotion_train.EmotionTrainConfig(**ev["emotion"], seed=int(params["base"]["seed"]))
+    max_frames = params["evaluate"]["emotion_max_frames"]
+    summary: dict[str, Any] = {"train": fit(features_dir, config, out)}
+    summary["train"]["accuracy"] = heldout(features_dir, out, "train", max_frames)["accuracy"]  # fit
+    for split in ev["heldout_splits"]:
+        summary[split] = heldout(features_dir, out, split, max_frames)
+    atomic.write_json(Path(report), summary)
+    accs = ", ".join(f"{s} {summary[s]['accuracy']:.3f}" for s in ev["heldout_splits"])
+    message = (f"train_emotion: {summary[ev['heldout_splits'][0]]['backend']} trained in "
+               f"{summary['train']['seconds']:.1f} s; video accuracy {accs} (chance 0.125)")
+    get_run_logger().info(message)
+    print(message)
+    return summary
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--params", default="params.yaml")
+    args = parser.parse_args()
+    train_emotion(load_params(args.params))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,68 @@
+"""DVC stage `train_landmarks`: the 68-point landmark regressor used for M-/F-LMD at the
+corpus' resolution (dlib finds no face in 64 px crops), trained on the train split.
+
+Writes ``models/evaluators/landmarks.pt`` (``metrics.landmark_net.save``; label
+``landmarks:trained-here@<hash>``) and ``reports/evaluators/landmarks.json``: training
+time and loss, mean point error in crop pixels on the held-out splits.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+import torch
+from prefect import flow, get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+
+from edtalk.data import atomic
+from metrics import landmark_net
+from metrics.evaluators import landmark_train
+from metrics.evaluators.corpus import load_corpus
+from pipeline.common import load_params
+
+
+@task(cache_policy=NO_CACHE)
+def fit(features_dir: str, config: landmark_train.LandmarkTrainConfig, out: str) -> dict[str, Any]:
+    result = landmark_train.train(load_corpus(features_dir, ("train",)), config)
+    landmark_net.save(result.net, out)
+    return {"seconds": result.seconds, "loss_first": result.losses[0], "loss_last": result.losses[-1],
+            "config": result.config}
+
+
+@task(cache_policy=NO_CACHE)
+def heldout(features_dir: str, weights: str, splits: list[str]) -> dict[str, Any]:
+    landmarker = landmark_net.load(weights)
+    return {"backend": landmarker.label, "splits": splits,
+            **landmark_train.mean_error_px(landmarker, load_corpus(features_dir, splits))}
+
+
+@flow(name="train_landmarks")
+def train_landmarks(params: dict[str, Any], features_dir: str = "data/features",
+                    out: str = "models/evaluators/landmarks.pt",
+                    report: str = "reports/evaluators/landmarks.json") -> dict[str, Any]:
+    ev = params["evaluators"]
+    torch.set_num_threads(int(ev["threads"]))
+    config = landmark_train.LandmarkTrainConfig(**ev["landmarks"], seed=int(params["base"]["seed"]))
+    summary = {"train": fit(features_dir, config, out),
+               "heldout": heldout(features_dir, out, list(ev["heldout_splits"]))}
+    atomic.write_json(Path(report), summary)
+    h = summary["heldout"]
+    message = (f"train_landmarks: {h['backend']} trained in {summary['train']['seconds']:.1f} s; "
+               f"held-out mean error {h['mean_error_px']:.2f} px (mouth {h['mouth_error_px']:.2f} px) "
+               f"at {h['image_size']} px")
+    get_run_logger().info(message)
+    print(message)
+    return summary
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--params", default="params.yaml")
+    args = parser.parse_args()
+    train_landmarks(load_params(args.params))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,132 @@
+"""Training data: deterministic batches, DDP shards, K-frame windows, the mouth swap."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from edtalk.train.data import (FrameTable, autoencoder_batch, expression_batch, mouth_box,
+                               mouth_pose_batch, paste_mouth, window_rows)
+
+SIZE = 16
+
+
+def mouth_landmarks(cx: float, cy: float, w: float, h: float) -> np.ndarray:
+    """68 points: a face outline far from the mouth, and 20 mouth points on an ellipse."""
+    lm = np.zeros((68, 2), np.float32)
+    lm[:48] = [2.0, 2.0]
+    t = np.linspace(0, 2 * np.pi, 20, endpoint=False)
+    lm[48:] = np.stack([cx + w / 2 * np.cos(t), cy + h / 2 * np.sin(t)], 1)
+    return lm
+
+
+def make_features(root: Path, identities: int = 3, clips: int = 2, frames: int = 8,
+                  size: int = SIZE, seed: int = 0) -> Path:
+    """A features dir (frames.parquet + pixels.npy) with smooth random faces and mouth landmarks;
+    one extra identity forms the val split."""
+    rng = np.random.default_rng(seed)
+    rows, pixels = [], []
+    emotions = ["neutral", "happy", "angry", "sad"]
+    for ident in range(identities + 1):
+        split = "val" if ident == identities else "train"
+        base = rng.integers(40, 200, size=(1, 1, 3))
+        for c in range(clips):
+            for f in range(frames):
+                img = np.clip(base + rng.normal(0, 30, (size, size, 3)), 0, 255).astype(np.uint8)
+                lm = mouth_landmarks(size / 2 + rng.uniform(-1, 1), size * 0.7 + rng.uniform(-1, 1),
+                                     rng.uniform(3, 6), rng.uniform(1, 3))
+                rows.append({"clip_id": f"id{ident}_c{c}", "frame": f, "split": split,
+                             "identity": f"id{ident}", "emotion": emotions[(ident + c) % 4],
+                             "intensity": 1, "landmarks": lm.reshape(-1), "landmarks_valid": True,
+                             "pixel_index": len(pixels)})
+                pixels.append(img)
+    root.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame(rows).to_parquet(root / "frames.parquet")
+    np.save(root / "pixels.npy", np.stack(pixels))
+    return root
+
+
+@pytest.fixture(scope="module")
+def table(tmp_path_factory) -> FrameTable:
+    return FrameTable.load(make_features(tmp_path_factory.mktemp("feat")))
+
+
+def test_table_holds_only_the_train_split(table):
+    assert len(table) == 3 * 2 * 8 and len(table.clip_rows) == 6 and len(table.identity_rows) == 3
+
+
+def test_batches_are_a_pure_function_of_seed_and_step(table):
+    a, b = autoencoder_batch(table, 0, 5, 4), autoencoder_batch(table, 0, 5, 4)
+    c = autoencoder_batch(table, 0, 6, 4)
+    assert all(a[k].equal(b[k]) for k in a) and not a["driving"].equal(c["driving"])
+    assert a["identity"].shape == (4, 3, SIZE, SIZE) and -1 <= a["identity"].min() and a["identity"].max() <= 1
+
+
+def test_rank_shards_interleave_into_the_combined_batch(table):
+    full = mouth_pose_batch(table, 0, 3, 4)
+    parts = [mouth_pose_batch(table, 0, 3, 4, rank=r, world=2) for r in range(2)]
+    for k in full:
+        assert full[k][0::2].equal(parts[0][k]) and full[k][1::2].equal(parts[1][k])
+
+
+def test_window_stays_in_the_clip_and_has_k_frames(table):
+    rows = table.clip_rows[1]
+    assert list(window_rows(table, rows[0], 3)) == list(rows[:3])           # clamped at the start
+    assert list(window_rows(table, rows[4], 3)) == list(rows[3:6])          # centred
+    assert list(window_rows(table, rows[-1], 5)) == list(rows[-5:])         # clamped at the end
+    batch = expression_batch(table, 0, 0, 2, window=3)
+    assert batch["window"].shape == (2, 3, 3, SIZE, SIZE)
+
+
+def test_identity_frame_of_mouth_pose_pairs_is_another_frame_of_the_same_identity(table):
+    batch = mouth_pose_batch(table, 0, 1, 4)
+    px = table.pixels[table.pixel_index]                   # every frame's pixels, row order
+
+    def row_of(img):                                       # frames are distinct random images
+        arr = np.rint((img.permute(1, 2, 0).numpy() + 1) * 127.5).astype(np.uint8)
+        return int(np.flatnonzero((px == arr).all(axis=(1, 2, 3)))[0])
+
+    for i in range(4):
+        a, b, c = (row_of(batch[k][i]) for k in ("a", "b", "identity"))
+        assert table.clip[a] == table.clip[b] and a != b
+        assert table.identity[c] == table.identity[a] and c not in (a, b)
+
+
+def test_mouth_swap_takes_the_mouth_box_from_the_other_frame_and_keeps_the_rest():
+    rng = np.random.default_rng(1)
+    src = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    dst = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    lm_src, lm_dst = mouth_landmarks(15, 22, 8, 4), mouth_landmarks(17, 21, 6, 3)
+    margin, feather = 2, 2
+    out = paste_mouth(src, dst, lm_src, lm_dst, margin, feather)
+    c_src, h_src = mouth_box(lm_src, margin)
+    c_dst, h_dst = mouth_box(lm_dst, margin)
+    half = np.ceil(np.maximum(h_src, h_dst)).astype(int)
+    cx, cy = np.round(c_dst).astype(int)
+    sx, sy = np.round(c_src - c_dst).astype(int)
+    inside = np.zeros((32, 32), bool)
+    inside[cy - half[1]: cy + half[1] + 1, cx - half[0]: cx + half[0] + 1] = True
+    assert (out[~inside] == dst[~inside]).all()                      # outside: untouched
+    core = (slice(cy - half[1] + feather, cy + half[1] + 1 - feather),
+            slice(cx - half[0] + feather, cx + half[0] + 1 - feather))
+    shifted = src[core[0].start + sy: core[0].stop + sy, core[1].start + sx: core[1].stop + sx]
+    assert (out[core] == shifted).all()                               # core: the other mouth
+    # every landmark of dst's mouth lies in the pasted core, so dst's mouth is gone
+    for x, y in np.round(lm_dst[48:]).astype(int):
+        assert core[0].start <= y < core[0].stop and core[1].start <= x < core[1].stop
+    # the feathered rim mixes both images
+    rim = out[cy - half[1], cx].astype(int)
+    assert not np.array_equal(rim, dst[cy - half[1], cx]) or np.array_equal(
+        src[cy - half[1] + sy, cx + sx], dst[cy - half[1], cx])
+
+
+def test_pairs_are_swapped_both_ways(table):
+    batch = mouth_pose_batch(table, 0, 2, 2, margin=1, feather=0)
+    for k in ("ma_pb", "mb_pa"):
+        assert not batch[k].equal(batch["a"]) and not batch[k].equal(batch["b"])
+    # the swapped image keeps b's pixels far from the mouth (top rows)
+    assert batch["ma_pb"][:, :, :4].equal(batch["b"][:, :, :4])
+    assert batch["mb_pa"][:, :, :4].equal(batch["a"][:, :, :4])

@@ -1,0 +1,227 @@
+"""The training loop: stage freezing, resume = uninterrupted, DDP = one process, learning."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from edtalk.model import load_checkpoint
+from edtalk.train import STAGES, build, check_frozen, frozen_snapshot, run_stage, stage_config
+from edtalk.train.data import FrameTable
+from edtalk.train.losses import Perceptual
+from edtalk.train.stages import Context
+from tests.test_train_data import make_features
+
+ROOT = Path(__file__).resolve().parent.parent
+SMALL = dict(size=16, latent_dim=32, channel_base=8, channel_max=16, eem_hidden=8, n_mouth=4,
+             n_pose=2, n_exp=3, trunk_layers=2, head_layers=2)
+PARAMS = {"base": {"seed": 0, "profile": "tiny"},
+          "train": {"perceptual": {"network": "image_gradients", "scales": 2}}}
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Bit-reproducible and fast on a shared CPU; restored afterwards."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def small_cfg(stage: str, **kw):
+    kw = {"steps": 4, "batch": 4, "checkpoint_every": 2, "aux_steps": 5, "val_frames": 4,
+          "window": 3, "model_overrides": SMALL, **kw}
+    return stage_config(PARAMS, stage, **kw)
+
+
+@pytest.fixture(scope="module")
+def features(tmp_path_factory) -> Path:
+    return make_features(tmp_path_factory.mktemp("features"))
+
+
+@pytest.fixture(scope="module")
+def chain(features, tmp_path_factory) -> Path:
+    """The three stages in order, 3 steps each, on the small model."""
+    models = tmp_path_factory.mktemp("models")
+    for stage in ("autoencoder", "mouth_pose", "expression"):
+        run_stage(small_cfg(stage, steps=3), features, models, models.parent / "live")
+    return models
+
+
+def _state(path: Path) -> dict[str, torch.Tensor]:
+    return load_checkpoint(path)[0].state_dict()
+
+
+@pytest.mark.parametrize("stage, previous", [("mouth_pose", "autoencoder"), ("expression", "mouth_pose")])
+def test_stage_changes_only_its_groups(chain, stage, previous):
+    before, after = _state(chain / f"train_{previous}" / "model.pt"), _state(chain / f"train_{stage}" / "model.pt")
+    model = load_checkpoint(chain / f"train_{stage}" / "model.pt")[0]
+    trained = {n for n, p in model.named_parameters()
+               if any(p is q for q in model.group_parameters(*STAGES[stage].groups))}
+    moved = {k for k in before if not torch.equal(before[k], after[k])}
+    assert moved and moved <= trained, f"moved outside {STAGES[stage].groups}: {sorted(moved - trained)[:5]}"
+    heads = {"mouth_pose": ("lip_fc.", "pose_fc."), "expression": ("exp_fc.", "dec.fineadainresblock")}[stage]
+    for prefix in heads:
+        assert any(k.startswith(prefix) for k in moved), f"{prefix} did not train"
+
+
+def test_autoencoder_trains_encoder_and_generator_but_not_eln_or_eem(chain, features):
+    cfg = small_cfg("autoencoder")
+    torch.manual_seed(cfg.seed)
+    init, _ = build(cfg)
+    after = _state(chain / "train_autoencoder" / "model.pt")
+    before = init.state_dict()
+    moved = {k.split(".")[0] for k in before if not torch.equal(before[k], after[k])}
+    assert {"enc", "dec", "fc", "lip_fc", "pose_fc", "direction_lipnonlip"} <= moved
+    assert not moved & {"exp_fc", "direction_exp"}
+    assert all(torch.equal(before[k], after[k]) for k in before if ".fineadainresblock" in k)
+
+
+def test_check_frozen_names_a_parameter_that_moved(features):
+    model, _ = build(small_cfg("mouth_pose"))
+    snap = frozen_snapshot(model, STAGES["mouth_pose"].groups)
+    check_frozen(model, snap)
+    with torch.no_grad():
+        model.enc.parameters().__next__().add_(1e-7)
+    with pytest.raises(AssertionError, match="enc"):
+        check_frozen(model, snap)
+
+
+@pytest.mark.parametrize("stage", ["autoencoder", "expression"])
+def test_resume_after_interruption_equals_an_uninterrupted_run(features, chain, tmp_path, stage):
+    def run(root: Path, stop_after=None):
+        if stage == "expression":                    # start from the chain's mouth-pose model
+            (root / "train_mouth_pose").mkdir(parents=True, exist_ok=True)
+            (root / "train_mouth_pose" / "model.pt").write_bytes(
+                (chain / "train_mouth_pose" / "model.pt").read_bytes())
+        return run_stage(small_cfg(stage, steps=5), features, root, None, stop_after=stop_after)
+
+    whole = run(tmp_path / "whole")
+    first = run(tmp_path / "split", stop_after=3)    # "crash" after step 3; checkpoint at step 2
+    assert first["step"] == 3 and not (tmp_path / "split" / f"train_{stage}" / "model.pt").exists()
+    second = run(tmp_path / "split")
+    assert second["resumed_from"] == 2 and second["step"] == 5
+    a = torch.load(tmp_path / "whole" / f"train_{stage}" / "model.pt", weights_only=True)
+    b = torch.load(tmp_path / "split" / f"train_{stage}" / "model.pt", weights_only=True)
+    assert whole["loss/total"] == second["loss/total"]
+    for part in ("gen", "disc"):
+        assert a[part].keys() == b[part].keys()
+        assert all(torch.equal(a[part][k], b[part][k]) for k in a[part]), part
+
+
+def test_changed_config_discards_old_checkpoints(features, tmp_path):
+    run_stage(small_cfg("autoencoder", steps=2), features, tmp_path, None)
+    out = run_stage(small_cfg("autoencoder", steps=2, lr=1e-3), features, tmp_path, None)
+    assert out["resumed_from"] == 0 and out["step"] == 2
+    more = run_stage(small_cfg("autoencoder", steps=4, lr=1e-3), features, tmp_path, None)
+    assert more["resumed_from"] == 2                  # a longer budget continues
+
+
+def test_a_few_steps_reduce_the_loss_on_a_fixed_batch(features):
+    cfg = small_cfg("autoencoder", weights={"adv": 0.0, "per": 0.1})
+    model, _ = build(cfg)
+    table = FrameTable.load(features)
+    stage = STAGES["autoencoder"]
+    batch = stage.make_batch(table, cfg, 0, 0, 1)
+    model.set_trainable(*stage.groups)
+    ctx = Context(model, None, Perceptual(cfg.perceptual), cfg)
+    opt = torch.optim.Adam(model.group_parameters(*stage.groups), lr=1e-2, betas=cfg.betas)
+    losses = []
+    for _ in range(25):
+        out = stage.losses(ctx, batch)
+        total = sum(out.terms.values())
+        opt.zero_grad()
+        total.backward()
+        opt.step()
+        losses.append(total.item())
+    assert losses[-1] < 0.85 * losses[0], losses
+
+
+def test_dvclive_logs_every_loss_per_step(chain):
+    plots = chain.parent / "live" / "train_expression" / "plots" / "metrics" / "loss"
+    names = {p.stem for p in plots.glob("*.tsv")}
+    assert {"rec", "per", "adv", "mot", "mc", "total", "disc"} <= names
+    rows = (plots / "mot.tsv").read_text().splitlines()
+    assert rows[0].split("\t")[0] == "step" and [r.split("\t")[0] for r in rows[1:]] == ["1", "2", "3"]
+
+
+# --- slow: a real kill -9, and DDP under gloo ----------------------------------------------
+
+KILL_SCRIPT = """
+import sys, torch
+sys.path.insert(0, {root!r})
+from tests.test_train_loop import small_cfg
+from edtalk.train import run_stage
+run_stage(small_cfg("autoencoder", steps=40, checkpoint_every=1), {features!r}, {models!r}, None)
+"""
+
+
+@pytest.mark.slow
+def test_kill_9_then_rerun_ends_with_the_uninterrupted_weights(features, tmp_path):
+    killed = tmp_path / "killed"
+    script = KILL_SCRIPT.format(root=str(ROOT), features=str(features), models=str(killed))
+    proc = subprocess.Popen([sys.executable, "-c", script], cwd=ROOT)
+    ckpts = killed / "train_autoencoder" / "checkpoints"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and not list(ckpts.glob("step-0000000[3-9].pt")):
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (killed / "train_autoencoder" / "model.pt").exists(), "finished before the kill"
+    resumed = run_stage(small_cfg("autoencoder", steps=40, checkpoint_every=1), features, killed, None)
+    assert resumed["resumed_from"] >= 3
+    whole = run_stage(small_cfg("autoencoder", steps=40, checkpoint_every=1), features, tmp_path / "whole", None)
+    assert whole["loss/total"] == resumed["loss/total"]
+    a, b = _state(killed / "train_autoencoder" / "model.pt"), _state(tmp_path / "whole" / "train_autoencoder" / "model.pt")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def _ddp_worker(rank: int, world: int, init: str, features: str, models: str) -> None:
+    import torch.distributed as dist
+
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=init, rank=rank, world_size=world)
+    try:
+        run_stage(small_cfg("autoencoder", steps=3, batch=8), features, models, None)
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.slow
+def test_ddp_two_gloo_processes_equal_one_process_on_the_combined_batch(features, tmp_path):
+    import torch.multiprocessing as mp
+
+    mp.spawn(_ddp_worker, args=(2, f"file://{tmp_path / 'rendezvous'}", str(features), str(tmp_path / "ddp")),
+             nprocs=2, join=True)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        single = run_stage(small_cfg("autoencoder", steps=3, batch=8), features, tmp_path / "one", None)
+    finally:
+        torch.set_num_threads(threads)
+    a = torch.load(tmp_path / "ddp" / "train_autoencoder" / "model.pt", weights_only=True)
+    b = torch.load(tmp_path / "one" / "train_autoencoder" / "model.pt", weights_only=True)
+    for part in ("gen", "disc"):
+        for k in a[part]:
+            torch.testing.assert_close(a[part][k], b[part][k], rtol=1e-4, atol=1e-5, msg=f"{part}.{k}")
+    assert single["step"] == 3
+
+
+def test_autoencoder_loads_given_weights_instead_of_training(features, tmp_path):
+    from edtalk.model import save_checkpoint
+
+    source, _ = build(small_cfg("autoencoder"))
+    save_checkpoint(tmp_path / "official.pt", source)
+    out = run_stage(small_cfg("autoencoder", pretrained=str(tmp_path / "official.pt")), features,
+                    tmp_path / "models", tmp_path / "live")
+    assert out["loaded"] == str(tmp_path / "official.pt")
+    loaded = _state(tmp_path / "models" / "train_autoencoder" / "model.pt")
+    assert all(torch.equal(loaded[k], v) for k, v in source.state_dict().items())
+    assert (tmp_path / "live" / "train_autoencoder" / "metrics.json").is_file()
