@@ -13,9 +13,7 @@ from edtalk.audio2motion.official_audio2lip import (SMOOTHING_KERNEL, OfficialAu
                                                     load_official, official_windows,
                                                     predict_mouth, smooth_weights)
 
-REFERENCE = Path("/work/shared/reference/official_state_dict_Audio2Lip.json")
-if not REFERENCE.is_file():  # the repository's copy, when the shared folder is not mounted
-    REFERENCE = Path(__file__).resolve().parent.parent / "reference" / REFERENCE.name
+REFERENCE = Path(__file__).resolve().parent / "reference" / "official_state_dict_Audio2Lip.json"
 
 
 @pytest.fixture(autouse=True, scope="module")

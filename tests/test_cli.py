@@ -133,7 +133,7 @@ def test_official_checkpoint_layout_is_accepted(tmp_path) -> None:
 
     from edtalk.model.checkpoint import random_state_from_layout
 
-    ref = Path("/work/shared/reference/official_state_dict_EDTalk.json")
+    ref = Path(__file__).resolve().parent / "reference" / "official_state_dict_EDTalk.json"
     if not ref.is_file():
         pytest.skip("reference layout not available")
     state = random_state_from_layout(json.loads(ref.read_text())["state_dict"], seed=0)

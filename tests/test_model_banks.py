@@ -10,7 +10,7 @@ import torch
 
 from edtalk.model import EDTalk, profile
 
-REF = Path("/work/shared/reference")
+REF = Path(__file__).resolve().parent / "reference"
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ from edtalk.model import CheckpointMismatch, EDTalk, load_checkpoint, load_offic
 from edtalk.model.checkpoint import random_state_from_layout
 from edtalk.model.discriminator import Discriminator
 
-REF = Path("/work/shared/reference")
+REF = Path(__file__).resolve().parent / "reference"
 
 
 def _layout(name: str) -> list[dict]:
