@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 from dataclasses import asdict, is_dataclass
 from pathlib import Path
 from typing import Any
@@ -13,13 +12,15 @@ import numpy as np
 
 from edtalk.audio2motion.train import ClipData, LoopResult
 from edtalk.data.media import read_audio
+from edtalk.data.resume import file_sha256
+from pipeline.common import announce_summary
 
 
 def _file_digest(path: str | Path) -> str:
     p = Path(path)
     if not p.is_file():
         return "absent"
-    return hashlib.sha256(p.read_bytes()).hexdigest()[:16]
+    return file_sha256(p)[:16]
 
 
 def fingerprint(*parts: Any) -> str:
@@ -42,11 +43,10 @@ def clip_waves(clips: list[ClipData]) -> list[np.ndarray]:
     return [read_audio(c.audio_path) for c in clips]
 
 
-def summarize(stage: str, result: LoopResult, logger: logging.Logger | Any, **extra: Any) -> dict[str, Any]:
+def summarize(stage: str, result: LoopResult, **extra: Any) -> dict[str, Any]:
     summary = {"steps": result.step, "resumed_from": result.resumed_from,
                "seconds": round(result.seconds, 2), **extra,
                **{f"first_{k.split('/')[-1]}": round(v, 4) for k, v in result.first.items()},
                **{f"last_{k.split('/')[-1]}": round(v, 4) for k, v in result.last.items()}}
-    logger.info("%s: %s", stage, summary)
-    print(f"{stage}: " + ", ".join(f"{k}={v}" for k, v in summary.items()))
+    announce_summary(stage, summary)
     return summary

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -54,9 +56,25 @@ def fan_out(task: Callable[..., Any], items: Sequence[dict[str, Any]], desc: str
     return results
 
 
-def log_summary(stage: str, done: int, skipped: int, quarantined: int) -> None:
-    """One line every stage ends with, in Prefect's log and on stdout."""
-    message = (f"{stage}: {done} clips processed, {skipped} already done (resumed), "
-               f"{quarantined} quarantined")
+def announce(message: str) -> None:
+    """One line in Prefect's log and on stdout (which is what `dvc repro` shows)."""
     get_run_logger().info(message)
     print(message)
+
+
+def announce_summary(stage: str, summary: dict[str, Any]) -> None:
+    """``announce`` a stage's summary as ``stage: key=value, ...``."""
+    announce(f"{stage}: " + ", ".join(f"{k}={v}" for k, v in summary.items()))
+
+
+def log_summary(stage: str, done: int, skipped: int, quarantined: int) -> None:
+    """The line every per-clip stage ends with."""
+    announce(f"{stage}: {done} clips processed, {skipped} already done (resumed), "
+             f"{quarantined} quarantined")
+
+
+def main_with_params(stage_flow: Callable[[dict[str, Any]], Any], description: str | None) -> None:
+    """Command line of a flow that needs nothing but params.yaml (``--params`` to override)."""
+    parser = argparse.ArgumentParser(description=description.splitlines()[0] if description else None)
+    parser.add_argument("--params", default=str(PARAMS))
+    stage_flow(load_params(parser.parse_args().params))

@@ -13,7 +13,6 @@ file is present (``metrics.evaluators.backends``). Writes
 
 from __future__ import annotations
 
-import argparse
 import resource
 import shutil
 import time
@@ -22,14 +21,14 @@ from typing import Any
 
 import pandas as pd
 import torch
-from prefect import flow, get_run_logger, task
+from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
 from edtalk.data import atomic
 from metrics import landmark_net
 from metrics.evaluators import backends, baselines
 from metrics.suite import Suite, SuiteConfig
-from pipeline.common import load_params
+from pipeline.common import announce, main_with_params
 
 
 @task(cache_policy=NO_CACHE)
@@ -81,16 +80,12 @@ def evaluate(params: dict[str, Any], features_dir: str = "data/features", crop_d
     atomic.write_json(Path(out_dir) / "run.json", run)
     message = (f"evaluate: {len(methods)} methods ({', '.join(methods)}) x {run['clips']} "
                f"{ev['split']} clips in {run['seconds']:.1f} s, peak RSS {run['peak_rss_mib']:.0f} MiB")
-    get_run_logger().info(message)
-    print(message)
+    announce(message)
     return summaries
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--params", default="params.yaml")
-    args = parser.parse_args()
-    evaluate(load_params(args.params))
+    main_with_params(evaluate, __doc__)
 
 
 if __name__ == "__main__":

@@ -16,13 +16,13 @@ from typing import Any
 
 import pandas as pd
 import torch
-from prefect import flow, get_run_logger
+from prefect import flow
 from tqdm.auto import tqdm
 
 from edtalk.audio2motion import weights_cache
 from edtalk.data.pixel_cache import PixelCache
 from edtalk.model import load_checkpoint
-from pipeline.common import load_params
+from pipeline.common import announce_summary, load_params
 
 
 @flow(name="extract_weights")
@@ -41,8 +41,7 @@ def extract_weights(params: dict[str, Any], features_dir: str = "data/features",
     weights_cache.write(table, out)
     summary = {"frames": len(table), "clips": int(table["clip_id"].nunique()),
                "seconds": round(time.perf_counter() - t0, 2), "model": str(model_path)}
-    get_run_logger().info("extract_weights: %s", summary)
-    print("extract_weights: " + ", ".join(f"{k}={v}" for k, v in summary.items()))
+    announce_summary("extract_weights", summary)
     return summary
 
 

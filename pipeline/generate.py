@@ -33,7 +33,7 @@ from tqdm.auto import tqdm
 from edtalk import generate as gen
 from edtalk.data import atomic, media
 from metrics.evaluators.baselines import identity_source
-from pipeline.common import load_params
+from pipeline.common import announce, load_params
 
 METHODS = ("EDTalk-V", "EDTalk-A")
 
@@ -101,8 +101,7 @@ def generate(params: dict[str, Any], features_dir: str = "data/features", crop_d
         run["methods"][method] = stats
         message = (f"generate {method}: {stats['clips']} clips, {stats['frames']} frames, "
                    f"{stats['frames_per_s']:.1f} frames/s")
-        logger.info(message)
-        print(message)
+        announce(message)
     with atomic.atomic_path(out / "run.json") as tmp:
         Path(tmp).write_text(json.dumps(run, indent=2))
     return run

@@ -10,7 +10,6 @@ Prefect markdown artifact and prints it.
 
 from __future__ import annotations
 
-import argparse
 import csv
 import io
 from pathlib import Path
@@ -22,7 +21,7 @@ from prefect.artifacts import create_markdown_artifact
 from edtalk.data import atomic
 from metrics.evaluators import reporting
 from metrics.table import load_results, render
-from pipeline.common import load_params
+from pipeline.common import main_with_params
 
 
 @flow(name="report")
@@ -52,10 +51,7 @@ def report(params: dict[str, Any], eval_dir: str = "reports/eval", out_dir: str 
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--params", default="params.yaml")
-    args = parser.parse_args()
-    report(load_params(args.params))
+    main_with_params(report, __doc__)
 
 
 if __name__ == "__main__":

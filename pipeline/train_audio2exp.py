@@ -11,17 +11,16 @@ under ``dvclive/train_audio2exp``.
 
 from __future__ import annotations
 
-import argparse
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import torch
-from prefect import flow, get_run_logger
+from prefect import flow
 
 from edtalk.audio2motion import TextEncoder, a2m_config, train as a2m
 from pipeline.a2m_common import clip_waves, fingerprint, summarize
-from pipeline.common import load_params
+from pipeline.common import main_with_params
 
 STAGE = "train_audio2exp"
 
@@ -41,7 +40,6 @@ def text_embeddings(features_dir: str, backend: str, cache: Path) -> tuple[dict[
 def train_audio2exp(params: dict[str, Any], features_dir: str = "data/features", crop_dir: str = "data/crop",
                     weights: str = "data/weights/weights.parquet", out_dir: str = "models/audio2motion",
                     live_dir: str = f"dvclive/{STAGE}") -> dict[str, Any]:
-    logger = get_run_logger()
     profile = params["base"]["profile"]
     section = a2m.section_for_profile(params["audio2motion"], profile)
     torch.set_num_threads(int(section["threads"]))
@@ -56,14 +54,11 @@ def train_audio2exp(params: dict[str, Any], features_dir: str = "data/features",
     model, result = a2m.train_expression(clips, clip_waves(clips), text, cfg, exp_cfg, out_dir, live_dir,
                                          fingerprint=fingerprint(cfg, profile, weights, backend))
     a2m.save_expression(Path(out_dir) / "expression.pt", model, a2m.emotion_means(clips), backend)
-    return summarize(STAGE, result, logger, clips=len(clips), text_backend=backend)
+    return summarize(STAGE, result, clips=len(clips), text_backend=backend)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--params", default="params.yaml")
-    args = parser.parse_args()
-    train_audio2exp(load_params(args.params))
+    main_with_params(train_audio2exp, __doc__)
 
 
 if __name__ == "__main__":

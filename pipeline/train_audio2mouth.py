@@ -47,7 +47,7 @@ def train_audio2mouth(params: dict[str, Any], features_dir: str = "data/features
                                   fingerprint=key)
     a2m.save_mouth(Path(out_dir) / "mouth.pt", net, cfg.feature,
                    syncnet=getattr(syncnet, "backend", None))
-    return summarize(STAGE, result, logger, clips=len(clips), sync=syncnet is not None)
+    return summarize(STAGE, result, clips=len(clips), sync=syncnet is not None)
 
 
 def main() -> None:

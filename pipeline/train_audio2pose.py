@@ -8,16 +8,15 @@ and DVCLive curves under ``dvclive/train_audio2pose``.
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 from typing import Any
 
 import torch
-from prefect import flow, get_run_logger
+from prefect import flow
 
 from edtalk.audio2motion import a2m_config, train as a2m
 from pipeline.a2m_common import fingerprint, summarize
-from pipeline.common import load_params
+from pipeline.common import main_with_params
 
 STAGE = "train_audio2pose"
 
@@ -26,7 +25,6 @@ STAGE = "train_audio2pose"
 def train_audio2pose(params: dict[str, Any], features_dir: str = "data/features",
                      weights: str = "data/weights/weights.parquet", out_dir: str = "models/audio2motion",
                      live_dir: str = f"dvclive/{STAGE}") -> dict[str, Any]:
-    logger = get_run_logger()
     profile = params["base"]["profile"]
     section = a2m.section_for_profile(params["audio2motion"], profile)
     torch.set_num_threads(int(section["threads"]))
@@ -35,14 +33,11 @@ def train_audio2pose(params: dict[str, Any], features_dir: str = "data/features"
     model, result, rho = a2m.train_pose(clips, cfg, a2m_config(profile), out_dir, live_dir,
                                         fingerprint=fingerprint(cfg, profile, weights))
     a2m.save_pose(Path(out_dir) / "pose.pt", model, cfg.feature)
-    return summarize(STAGE, result, logger, clips=len(clips), rho=round(rho, 4))
+    return summarize(STAGE, result, clips=len(clips), rho=round(rho, 4))
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--params", default="params.yaml")
-    args = parser.parse_args()
-    train_audio2pose(load_params(args.params))
+    main_with_params(train_audio2pose, __doc__)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ from typing import Any
 from prefect import flow, get_run_logger
 
 from edtalk.train import run_stage, stage_config
-from pipeline.common import load_params
+from pipeline.common import announce_summary, load_params
 
 
 def make_flow(stage: str) -> Callable[..., dict[str, Any]]:
@@ -32,8 +32,7 @@ def make_flow(stage: str) -> Callable[..., dict[str, Any]]:
         logger.info("train_%s: %d steps at batch %d (profile %s, seed %d)", stage, cfg.steps,
                     cfg.batch, cfg.profile, cfg.seed)
         summary = run_stage(cfg, features_dir, models_dir, live_dir)
-        logger.info("train_%s: %s", stage, summary)
-        print(f"train_{stage}: " + ", ".join(f"{k}={v}" for k, v in summary.items()))
+        announce_summary(f"train_{stage}", summary)
         return summary
 
     return train

@@ -8,19 +8,18 @@ against chance (1/8).
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 from typing import Any
 
 import torch
-from prefect import flow, get_run_logger, task
+from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
 from edtalk.data import atomic
 from metrics import emotion as emo
 from metrics.evaluators import emotion_train
 from metrics.evaluators.corpus import load_corpus
-from pipeline.common import load_params
+from pipeline.common import announce, main_with_params
 
 
 @task(cache_policy=NO_CACHE)
@@ -54,16 +53,12 @@ def train_emotion(params: dict[str, Any], features_dir: str = "data/features",
     accs = ", ".join(f"{s} {summary[s]['accuracy']:.3f}" for s in ev["heldout_splits"])
     message = (f"train_emotion: {summary[ev['heldout_splits'][0]]['backend']} trained in "
                f"{summary['train']['seconds']:.1f} s; video accuracy {accs} (chance 0.125)")
-    get_run_logger().info(message)
-    print(message)
+    announce(message)
     return summary
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--params", default="params.yaml")
-    args = parser.parse_args()
-    train_emotion(load_params(args.params))
+    main_with_params(train_emotion, __doc__)
 
 
 if __name__ == "__main__":

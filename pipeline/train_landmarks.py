@@ -8,19 +8,18 @@ time and loss, mean point error in crop pixels on the held-out splits.
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 from typing import Any
 
 import torch
-from prefect import flow, get_run_logger, task
+from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
 from edtalk.data import atomic
 from metrics import landmark_net
 from metrics.evaluators import landmark_train
 from metrics.evaluators.corpus import load_corpus
-from pipeline.common import load_params
+from pipeline.common import announce, main_with_params
 
 
 @task(cache_policy=NO_CACHE)
@@ -52,16 +51,12 @@ def train_landmarks(params: dict[str, Any], features_dir: str = "data/features",
     message = (f"train_landmarks: {h['backend']} trained in {summary['train']['seconds']:.1f} s; "
                f"held-out mean error {h['mean_error_px']:.2f} px (mouth {h['mouth_error_px']:.2f} px) "
                f"at {h['image_size']} px")
-    get_run_logger().info(message)
-    print(message)
+    announce(message)
     return summary
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--params", default="params.yaml")
-    args = parser.parse_args()
-    train_landmarks(load_params(args.params))
+    main_with_params(train_landmarks, __doc__)
 
 
 if __name__ == "__main__":

@@ -8,12 +8,11 @@ accuracy (val + test clips, audio delayed by known numbers of frames).
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 from typing import Any
 
 import torch
-from prefect import flow, get_run_logger, task
+from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
 from edtalk.data import atomic
@@ -21,7 +20,7 @@ from edtalk.data.media import read_audio
 from metrics import sync
 from metrics.evaluators import sync_train
 from metrics.evaluators.corpus import audio_paths, load_corpus
-from pipeline.common import load_params
+from pipeline.common import announce, main_with_params
 
 
 @task(cache_policy=NO_CACHE)
@@ -57,16 +56,12 @@ def train_syncnet(params: dict[str, Any], features_dir: str = "data/features",
     message = (f"train_syncnet: {h['backend']} trained in {summary['train']['seconds']:.1f} s; "
                f"held-out offset accuracy {h['offset_accuracy']:.3f} over {h['clips']} clips "
                f"x shifts {ev['sync_shifts']}")
-    get_run_logger().info(message)
-    print(message)
+    announce(message)
     return summary
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--params", default="params.yaml")
-    args = parser.parse_args()
-    train_syncnet(load_params(args.params))
+    main_with_params(train_syncnet, __doc__)
 
 
 if __name__ == "__main__":

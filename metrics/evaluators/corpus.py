@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import os
 import random
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -77,3 +78,26 @@ def audio_paths(crop_dir: str | os.PathLike, features_dir: str | os.PathLike) ->
     """clip id -> its 16 kHz wav (the features stage's clips.parquet, paths under ``crop_dir``)."""
     manifest = pd.read_parquet(Path(features_dir) / "clips.parquet", columns=["clip_id", "audio_path"])
     return {c: Path(crop_dir) / p for c, p in zip(manifest["clip_id"], manifest["audio_path"]) if p}
+
+
+def run_steps(net: torch.nn.Module, opt: torch.optim.Optimizer, steps: int, lr: float,
+              batch_loss: Callable[[], torch.Tensor], name: str, log_every: int = 0
+              ) -> tuple[list[float], float]:
+    """The evaluators' shared loop: ``steps`` Adam(W) steps on ``batch_loss()`` under a
+    one-cycle schedule peaking at ``lr``. Returns the per-step losses and the seconds taken;
+    ``net`` is left in eval mode."""
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, lr, total_steps=steps)
+    losses: list[float] = []
+    t0 = time.perf_counter()
+    net.train()
+    for step in range(steps):
+        loss = batch_loss()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        sched.step()
+        losses.append(loss.item())
+        if log_every and (step + 1) % log_every == 0:
+            print(f"{name} step {step + 1}/{steps} loss {np.mean(losses[-log_every:]):.4f}")
+    net.eval()
+    return losses, time.perf_counter() - t0

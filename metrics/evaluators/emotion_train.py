@@ -11,7 +11,6 @@ same calls the suite makes.
 
 from __future__ import annotations
 
-import time
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -20,7 +19,7 @@ import torch.nn.functional as F
 
 from edtalk.data.schema import EMOTIONS
 from metrics import emotion as emo
-from metrics.evaluators.corpus import Clip, seed_everything
+from metrics.evaluators.corpus import Clip, run_steps, seed_everything
 
 
 @dataclass(frozen=True)
@@ -66,11 +65,8 @@ def train(clips: list[Clip], config: EmotionTrainConfig = EmotionTrainConfig(),
     rng = seed_everything(config.seed)
     net = emo.FrameAttentionNet(emo.EmotionConfig("small", size, config.width, config.dropout))
     opt = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, config.lr, total_steps=config.steps)
-    losses: list[float] = []
-    t0 = time.perf_counter()
-    net.train()
-    for step in range(config.steps):
+
+    def batch_loss() -> torch.Tensor:
         picks = rng.choice(len(clips), size=min(config.clips_per_batch, len(clips)), replace=False)
         chunks, labels = [], []
         for c in picks:
@@ -83,15 +79,10 @@ def train(clips: list[Clip], config: EmotionTrainConfig = EmotionTrainConfig(),
         # (per-clip batches would subtract each clip's mean, i.e. its constant emotion).
         feats = net.frame_features(torch.cat(chunks)).split([len(x) for x in chunks])
         logits = [net.head(f) for f in feats]
-        loss = F.cross_entropy(torch.stack(logits), torch.tensor(labels))
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        sched.step()
-        losses.append(loss.item())
-        if log_every and (step + 1) % log_every == 0:
-            print(f"emotion step {step + 1}/{config.steps} loss {np.mean(losses[-log_every:]):.4f}")
-    return EmotionTrainResult(net.eval(), losses, time.perf_counter() - t0, asdict(config))
+        return F.cross_entropy(torch.stack(logits), torch.tensor(labels))
+
+    losses, seconds = run_steps(net, opt, config.steps, config.lr, batch_loss, "emotion", log_every)
+    return EmotionTrainResult(net, losses, seconds, asdict(config))
 
 
 def evaluate(net: emo.FrameAttentionNet, clips: list[Clip], max_frames: int | None = 64) -> dict:

@@ -7,14 +7,13 @@ coordinates. Error is reported as the mean point-to-point distance in crop pixel
 
 from __future__ import annotations
 
-import time
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from metrics.evaluators.corpus import Clip, seed_everything
+from metrics.evaluators.corpus import Clip, run_steps, seed_everything
 from metrics.landmark_net import LandmarkConfig, LandmarkNet, NetLandmarker, to_input
 
 
@@ -54,22 +53,14 @@ def train(clips: list[Clip], config: LandmarkTrainConfig = LandmarkTrainConfig()
     x_all = to_input(frames, size)
     y_all = torch.from_numpy(points / size).float()
     opt = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, config.lr, total_steps=config.steps)
-    losses: list[float] = []
-    t0 = time.perf_counter()
-    net.train()
-    for step in range(config.steps):
+
+    def batch_loss() -> torch.Tensor:
         idx = torch.from_numpy(rng.choice(len(x_all), size=min(config.batch_size, len(x_all)),
                                           replace=False))
-        loss = F.l1_loss(net(x_all[idx]), y_all[idx])
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        sched.step()
-        losses.append(loss.item())
-        if log_every and (step + 1) % log_every == 0:
-            print(f"landmarks step {step + 1}/{config.steps} loss {np.mean(losses[-log_every:]):.4f}")
-    return LandmarkTrainResult(net.eval(), losses, time.perf_counter() - t0, asdict(config))
+        return F.l1_loss(net(x_all[idx]), y_all[idx])
+
+    losses, seconds = run_steps(net, opt, config.steps, config.lr, batch_loss, "landmarks", log_every)
+    return LandmarkTrainResult(net, losses, seconds, asdict(config))
 
 
 def mean_error_px(landmarker: NetLandmarker, clips: list[Clip]) -> dict:

@@ -16,7 +16,6 @@ at the network's size and raw python_speech_features MFCC (the features stage's
 
 from __future__ import annotations
 
-import time
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -24,7 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from metrics import sync
-from metrics.evaluators.corpus import Clip, seed_everything
+from metrics.evaluators.corpus import Clip, run_steps, seed_everything
 
 WINDOW = 5          # frames per window
 STEPS = 4           # MFCC steps per frame
@@ -98,22 +97,14 @@ def train(clips: list[Clip], config: SyncTrainConfig = SyncTrainConfig(),
     net = sync.SyncNet(sync.SyncConfig(config.width, size, config.embed_dim))
     net.trained_here = True
     opt = torch.optim.Adam(net.parameters(), lr=config.lr)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, config.lr, total_steps=config.steps)
-    losses: list[float] = []
-    t0 = time.perf_counter()
-    net.train()
-    for step in range(config.steps):
+
+    def batch_loss() -> torch.Tensor:
         lip, aud, y = sample_batch(clips, config.batch_size, config.negatives,
                                    config.max_offset, rng)
-        loss = expert_loss(net.forward_lip(lip), net.forward_aud(aud), y, config.norm_weight)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        sched.step()
-        losses.append(loss.item())
-        if log_every and (step + 1) % log_every == 0:
-            print(f"syncnet step {step + 1}/{config.steps} loss {np.mean(losses[-log_every:]):.4f}")
-    return SyncTrainResult(net.eval(), losses, time.perf_counter() - t0, asdict(config))
+        return expert_loss(net.forward_lip(lip), net.forward_aud(aud), y, config.norm_weight)
+
+    losses, seconds = run_steps(net, opt, config.steps, config.lr, batch_loss, "syncnet", log_every)
+    return SyncTrainResult(net, losses, seconds, asdict(config))
 
 
 def shift_audio(audio: np.ndarray, frames: int) -> np.ndarray:
