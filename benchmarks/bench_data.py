@@ -17,14 +17,13 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from edtalk.data import media  # noqa: E402
 from edtalk.data.crop import crop_clip  # noqa: E402
-from edtalk.data.detect import DlibDetector, make_detector  # noqa: E402
+from edtalk.data.detect import DlibDetector, groundtruth_array, make_detector  # noqa: E402
 from edtalk.data.features import clip_features, groundtruth_crop_landmarks  # noqa: E402
 from edtalk.data.synthetic import SyntheticSource  # noqa: E402
 from edtalk.data.synthetic.corpus import render_spec  # noqa: E402
@@ -65,7 +64,7 @@ def bench(clips: int, repeats: int, render_size: int, crop_size: int) -> None:
     def crop_and_features() -> None:
         for spec, video in zip(specs, videos):
             gt = pq.read_table(raw / f"{spec.clip_id}.gt.parquet").to_pandas()
-            lms = np.stack(gt["landmarks"].to_numpy()).reshape(-1, 68, 2)
+            lms = groundtruth_array(gt)
             out = work / "crop" / f"{spec.clip_id}.mp4"
             result = crop_clip(video, raw / f"{spec.clip_id}.wav", out, out.with_suffix(".wav"),
                                crop_size, make_detector("groundtruth", groundtruth=lms))

@@ -20,11 +20,11 @@ from prefect.cache_policies import NO_CACHE
 import edtalk.data
 from edtalk.data import atomic, quarantine
 from edtalk.data.crop import crop_clip
-from edtalk.data.detect import make_detector, resolve_backend
+from edtalk.data.detect import groundtruth_array, make_detector, resolve_backend
 from edtalk.data.quarantine import ClipRejected
 from edtalk.data.resume import (StampDir, array_digest, code_digest, file_sha256, fingerprint,
                                 prune_clip_files)
-from edtalk.data.schema import BOXES, GROUNDTRUTH, MANIFEST, N_LANDMARKS, conform
+from edtalk.data.schema import BOXES, GROUNDTRUTH, MANIFEST, conform
 from pipeline.common import fan_out, load_params, log_summary, make_task_runner
 
 STAGE = "crop"
@@ -108,11 +108,7 @@ def crop(params: dict[str, Any], in_dir: str = "data/ingest", out_dir: str = "da
 def _groundtruth_landmarks(src: Path) -> dict[str, np.ndarray]:
     """Per-clip (T, 68, 2) ground-truth landmarks in source pixels (synthetic source)."""
     gt = pq.read_table(src / "groundtruth.parquet", schema=GROUNDTRUTH).to_pandas()
-    out = {}
-    for clip_id, part in gt.groupby("clip_id", sort=False):
-        part = part.sort_values("frame")
-        out[clip_id] = np.stack(part["landmarks"].to_numpy()).reshape(-1, N_LANDMARKS, 2)
-    return out
+    return {clip_id: groundtruth_array(part) for clip_id, part in gt.groupby("clip_id", sort=False)}
 
 
 def _prune(out: Path, keep: set[str], listed: set[str]) -> None:
