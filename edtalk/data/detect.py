@@ -21,6 +21,7 @@ positions (dlib's and face-alignment's convention). Boxes are ``(x0, y0, x1, y1)
 
 from __future__ import annotations
 
+import abc
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +31,7 @@ import cv2
 import numpy as np
 
 from edtalk.data.schema import N_LANDMARKS
+from edtalk.weights import REGISTRY, MissingWeights  # one exception type for every missing file
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -52,11 +54,7 @@ class Face:
     landmarks: np.ndarray | None = None
 
 
-class MissingWeights(FileNotFoundError):
-    """A backend's weight file is not on disk (we never download silently)."""
-
-
-class Detector:
+class Detector(abc.ABC):
     """Interface: ``detect`` returns every face of one RGB uint8 frame (H, W, 3).
 
     ``index`` is the frame's position in its clip; only the ``groundtruth`` backend
@@ -65,9 +63,10 @@ class Detector:
 
     name: str = "base"
 
+    @abc.abstractmethod
     def detect(self, frame: np.ndarray, index: int | None = None,
                with_landmarks: bool = False) -> list[Face]:
-        raise NotImplementedError
+        """Every face found in ``frame`` (an empty list when there is none)."""
 
 
 # --- scaling: detectors have a preferred face size ------------------------------------
@@ -184,10 +183,10 @@ class DlibDetector(Detector):
 
 # --- face-alignment ------------------------------------------------------------------
 
-# The files face-alignment 1.x fetches from adrianbulat.com into the torch hub cache.
+# The files face-alignment 1.x fetches into the torch hub cache (names from the registry).
 FACE_ALIGNMENT_FILES: dict[str, str] = {
-    "s3fd": "s3fd-619a316812.pth",
-    "2DFAN-4": "2DFAN4-11f355bf06.pth.tar",
+    "s3fd": REGISTRY["s3fd"].filename,
+    "2DFAN-4": REGISTRY["fan_2d"].filename,
 }
 
 
