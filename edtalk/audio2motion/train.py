@@ -36,6 +36,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from edtalk.data import atomic
+from edtalk.train.loop import log_step
 from edtalk.data.pixel_cache import PixelCache
 from edtalk.data.schema import EMOTIONS
 from edtalk.model import EDTalk
@@ -283,11 +284,7 @@ def run_loop(module: nn.Module, step_fn: Callable[[int], dict[str, torch.Tensor]
         last["loss/total"] = float(total.detach())
         first = first or dict(last)
         done = step + 1
-        if live is not None and (done % cfg.log_every == 0 or done == cfg.steps):
-            live.step = done
-            for k, v in last.items():
-                live.log_metric(k, v)
-            live.next_step()
+        log_step(live, done, last, cfg.log_every, cfg.steps)
         if done % cfg.checkpoint_every == 0 or done == cfg.steps:
             with atomic.atomic_path(ckpt_dir / f"step-{done:08d}.pt") as tmp:
                 torch.save({"model": module.state_dict(), "opt": opt.state_dict(),

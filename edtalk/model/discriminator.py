@@ -11,19 +11,14 @@ import torch
 from torch import nn
 
 from .config import EDTalkConfig
-from .layers import ConvLayer, EqualLinear, ResBlock
+from .layers import ConvLayer, EqualLinear, downsampling_stack
 
 
 class Discriminator(nn.Module):
     def __init__(self, cfg: EDTalkConfig, stddev_group: int = 4) -> None:
         super().__init__()
         ch, bk = cfg.channels, cfg.blur_kernel
-        convs: list[nn.Module] = [ConvLayer(3, ch(cfg.size), 1, blur_kernel=bk)]
-        res = cfg.size
-        while res > 4:
-            convs.append(ResBlock(ch(res), ch(res // 2), bk))
-            res //= 2
-        self.convs = nn.Sequential(*convs)
+        self.convs = nn.Sequential(*downsampling_stack(cfg.size, ch, bk))
         self.stddev_group = stddev_group
         self.final_conv = ConvLayer(ch(4) + 1, ch(4), 3, blur_kernel=bk)
         self.final_linear = nn.Sequential(EqualLinear(ch(4) * 16, ch(4), activation=True), EqualLinear(ch(4), 1))

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from .config import EDTalkConfig
-from .layers import ConvLayer, EqualConv2d, ResBlock
+from .layers import EqualConv2d, downsampling_stack
 
 
 class EncoderApp(nn.Module):
@@ -14,12 +14,8 @@ class EncoderApp(nn.Module):
 
     def __init__(self, cfg: EDTalkConfig) -> None:
         super().__init__()
-        ch, bk = cfg.channels, cfg.blur_kernel
-        convs: list[nn.Module] = [ConvLayer(3, ch(cfg.size), 1, blur_kernel=bk)]
-        res = cfg.size
-        while res > 4:
-            convs.append(ResBlock(ch(res), ch(res // 2), bk))
-            res //= 2
+        ch = cfg.channels
+        convs = downsampling_stack(cfg.size, ch, cfg.blur_kernel)
         convs.append(EqualConv2d(ch(4), cfg.latent_dim, 4, padding=0, bias=False))
         self.convs = nn.ModuleList(convs)
 

@@ -154,6 +154,17 @@ class ResBlock(nn.Module):
         return (self.conv2(self.conv1(x)) + self.skip(x)) / SQRT2
 
 
+def downsampling_stack(size: int, channels, blur_kernel) -> list[nn.Module]:
+    """StyleGAN2's image trunk shared by E and D: a 1x1 conv from RGB, then one residual
+    down block per halving from ``size`` to 4 px (``channels(res)`` channels at res)."""
+    layers: list[nn.Module] = [ConvLayer(3, channels(size), 1, blur_kernel=blur_kernel)]
+    res = size
+    while res > 4:
+        layers.append(ResBlock(channels(res), channels(res // 2), blur_kernel))
+        res //= 2
+    return layers
+
+
 class ModulatedConv2d(nn.Module):
     """StyleGAN2 modulated convolution (optionally transposed x2 + blur).
 

@@ -57,6 +57,16 @@ class TrainResult:
     live: Any = None                # the open DVCLive logger (rank 0); the caller ends it
 
 
+
+def log_step(live: Any, step: int, values: dict[str, float], log_every: int, last_step: int) -> None:
+    """Log ``values`` to DVCLive (if any) at every ``log_every``-th step and at the last one."""
+    if live is None or (step % log_every and step != last_step):
+        return
+    live.step = step
+    for key, value in values.items():
+        live.log_metric(key, value)
+    live.next_step()
+
 def world() -> tuple[int, int]:
     if dist.is_available() and dist.is_initialized():
         return dist.get_rank(), dist.get_world_size()
@@ -220,11 +230,7 @@ def train(cfg: StageConfig, table: FrameTable, out_dir: str | Path, model: EDTal
         allreduce_mean_([stacked])
         last = {k: float(v) for k, v in zip(names, stacked)}
         done = step + 1
-        if live is not None and (done % cfg.log_every == 0 or done == cfg.steps):
-            live.step = done
-            for k, v in last.items():
-                live.log_metric(k, v)
-            live.next_step()
+        log_step(live, done, last, cfg.log_every, cfg.steps)
         if rank == 0 and (done % cfg.checkpoint_every == 0 or done == cfg.steps):
             _save(ckpt_dir, done, model, disc, opt_g, opt_d, cfg.stage, cfg.keep_checkpoints,
                   fingerprint)
