@@ -9,24 +9,32 @@ features, a linear head on the attention-weighted mean) with Emotion-FAN's head 
   Emotion-FAN checkpoint fine-tuned on MEAD's 8 classes (file name registered as
   ``emotion_fan`` in ``edtalk.weights``); ``module.`` prefixes and a ``state_dict``
   wrapper are accepted.
-* ``"small"`` — a few strided convs, for the classifier trained in-pipeline.
+* ``"landmarks"`` — the classifier trained in-pipeline (``metrics.evaluators.emotion_train``):
+  a fully convolutional heatmap network locates the 68 iBUG points (soft-argmax, so
+  translation-equivariant and differentiable), the points are aligned to a reference
+  shape by a similarity Procrustes fit (removing position, in-plane rotation and scale),
+  standardised, and a small MLP embeds the aligned shape; that embedding is the frame
+  feature. Only facial geometry reaches the classifier, not colours or hair, which is what
+  lets it generalise to unseen identities (a CNN on pixels learns who, not how).
+* ``"small"`` — a few strided convs on pixels (the earlier in-pipeline classifier).
 
 Inputs are RGB uint8 frames; like Emotion-FAN's ``ToTensor`` they are scaled to [0, 1]
-with no further normalisation.
+with no further normalisation. Every backbone is differentiable with respect to the
+input image (``frame_features`` is psi of L_mot, ``edtalk.train.motion_nets``).
 """
 
 from __future__ import annotations
 
 import io
 import os
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
 import torchvision
 from torch import nn
 
-from edtalk.data.schema import EMOTIONS
+from edtalk.data.schema import EMOTIONS, N_LANDMARKS
 
 HIGHER_IS_BETTER = True
 N_CLASSES = len(EMOTIONS)
@@ -34,10 +42,11 @@ N_CLASSES = len(EMOTIONS)
 
 @dataclass(frozen=True)
 class EmotionConfig:
-    backbone: str = "small"     # "small" | "resnet18"
+    backbone: str = "small"     # "small" | "landmarks" | "resnet18"
     image_size: int = 64
-    width: int = 32             # channels of the small backbone's first conv
+    width: int = 32             # channels of the small / landmark backbone's first conv
     dropout: float = 0.4
+    hidden: int = 64            # "landmarks": size of the shape embedding (the frame feature)
 
 
 def _small_trunk(width: int) -> tuple[nn.Module, int]:
@@ -49,6 +58,75 @@ def _small_trunk(width: int) -> tuple[nn.Module, int]:
         c_in = c
     layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten()]
     return nn.Sequential(*layers), c_in
+
+
+def _conv(c_in: int, c_out: int, stride: int = 1, dilation: int = 1) -> list[nn.Module]:
+    return [nn.Conv2d(c_in, c_out, 3, stride, dilation, dilation=dilation, bias=False),
+            nn.BatchNorm2d(c_out), nn.ReLU(inplace=True)]
+
+
+class HeatmapLandmarks(nn.Module):
+    """N x 3 x S x S in [0, 1] -> N x 68 x 2 points (x, y) as fractions of the frame side.
+
+    Convolutions down to S/4 (two strides, then dilated convs for context), one heatmap
+    per point, softmax over positions and the expected cell centre (soft-argmax): every
+    step is differentiable and translation-equivariant. Channels-last (faster on CPU).
+
+    >>> HeatmapLandmarks(4)(torch.rand(2, 3, 32, 32)).shape
+    torch.Size([2, 68, 2])
+    """
+
+    def __init__(self, width: int) -> None:
+        super().__init__()
+        c = width
+        self.trunk = nn.Sequential(*_conv(3, 2 * c, 2), *_conv(2 * c, 2 * c),
+                                   *_conv(2 * c, 4 * c, 2), *_conv(4 * c, 4 * c, 1, 2),
+                                   *_conv(4 * c, 4 * c, 1, 4))
+        self.heat = nn.Conv2d(4 * c, N_LANDMARKS, 1)
+        self.to(memory_format=torch.channels_last)
+
+    def heatmaps(self, x: torch.Tensor) -> torch.Tensor:
+        """N x 68 x S/4 x S/4 logits (softmax over positions gives each point's distribution)."""
+        return self.heat(self.trunk(x.contiguous(memory_format=torch.channels_last)))
+
+    @staticmethod
+    def soft_argmax(logits: torch.Tensor) -> torch.Tensor:
+        """N x K x R x C logits -> N x K x 2 expected (x, y) cell centres, fractions of the side."""
+        n, k, rows, cols = logits.shape
+        p = logits.flatten(2).softmax(-1).view(n, k, rows, cols)
+        gx = (torch.arange(cols, device=p.device, dtype=p.dtype) + 0.5) / cols
+        gy = (torch.arange(rows, device=p.device, dtype=p.dtype) + 0.5) / rows
+        return torch.stack([(p.sum(2) * gx).sum(-1), (p.sum(3) * gy).sum(-1)], -1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.soft_argmax(self.heatmaps(x))
+
+
+def procrustes_align(points: torch.Tensor, reference: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+    """Similarity-align each N x K x 2 point set to a centred K x 2 ``reference``.
+
+    Least squares over translation, rotation and scale, in closed form (points as complex
+    numbers: z = sum(conj(p) r) / sum |p|^2), so it is differentiable and needs no SVD.
+
+    >>> ref = torch.tensor([[-1.0, 0.0], [1.0, 0.0], [0.0, 2.0]]); ref = ref - ref.mean(0)
+    >>> moved = (ref @ torch.tensor([[0.0, 1.0], [-1.0, 0.0]])) * 3 + 5   # rotate, scale, shift
+    >>> torch.allclose(procrustes_align(moved[None], ref)[0], ref, atol=1e-5)
+    True
+    """
+    p = points - points.mean(-2, keepdim=True)
+    px, py = p[..., 0], p[..., 1]
+    rx, ry = reference[..., 0], reference[..., 1]
+    norm = (p ** 2).sum((-2, -1)) + eps
+    zr = ((px * rx + py * ry).sum(-1) / norm)[..., None]
+    zi = ((px * ry - py * rx).sum(-1) / norm)[..., None]
+    return torch.stack([zr * px - zi * py, zr * py + zi * px], -1)
+
+
+def _placeholder_shape() -> torch.Tensor:
+    """A non-degenerate stand-in reference (points on an ellipse) until the shape statistics
+    of a corpus are fitted (``FrameAttentionNet.fit_shape_statistics``)."""
+    t = torch.arange(N_LANDMARKS, dtype=torch.float32) * (2 * torch.pi / N_LANDMARKS)
+    return torch.stack([0.3 * torch.cos(t), 0.4 * torch.sin(t)], -1)
 
 
 class FrameAttentionNet(nn.Module):
@@ -70,15 +148,54 @@ class FrameAttentionNet(nn.Module):
             dim = 512
         elif config.backbone == "small":
             self.trunk, dim = _small_trunk(config.width)
+        elif config.backbone == "landmarks":
+            self.landmarker = HeatmapLandmarks(config.width)
+            self.register_buffer("shape_reference", _placeholder_shape())            # K x 2, centred
+            self.register_buffer("shape_mean", torch.zeros(2 * N_LANDMARKS))
+            self.register_buffer("shape_scale", torch.ones(2 * N_LANDMARKS))
+            dim = config.hidden
+            self.shape_mlp = nn.Sequential(nn.Linear(2 * N_LANDMARKS, dim), nn.ReLU(inplace=True),
+                                           nn.Dropout(config.dropout), nn.Linear(dim, dim),
+                                           nn.ReLU(inplace=True))
         else:
-            raise ValueError(f"backbone must be 'small' or 'resnet18', got {config.backbone!r}")
+            raise ValueError(f"backbone must be 'small', 'landmarks' or 'resnet18', got {config.backbone!r}")
         self.dropout = nn.Dropout(config.dropout)
         self.alpha = nn.Sequential(nn.Linear(dim, 1), nn.Sigmoid())
         self.beta = nn.Sequential(nn.Linear(2 * dim, 1), nn.Sigmoid())
         self.pred_fc1 = nn.Linear(dim, N_CLASSES)
         self.pred_fc2 = nn.Linear(2 * dim, N_CLASSES)
 
+    def landmarks(self, x: torch.Tensor) -> torch.Tensor:
+        """``"landmarks"`` backbone: N x 68 x 2 points, fractions of the frame side."""
+        if self.config.backbone != "landmarks":
+            raise ValueError(f"the {self.config.backbone!r} backbone locates no landmarks")
+        return self.landmarker(x)
+
+    def shape_features(self, points: torch.Tensor) -> torch.Tensor:
+        """N x 68 x 2 points -> N x 136 aligned, standardised shape (the MLP's input)."""
+        aligned = procrustes_align(points, self.shape_reference).flatten(1)
+        return (aligned - self.shape_mean) / self.shape_scale
+
+    def shape_embedding(self, points: torch.Tensor) -> torch.Tensor:
+        """N x 68 x 2 points -> N x hidden frame features."""
+        return self.shape_mlp(self.shape_features(points))
+
+    @torch.no_grad()
+    def fit_shape_statistics(self, points: torch.Tensor, iterations: int = 3) -> None:
+        """Set the reference shape (generalised Procrustes mean) and the per-coordinate
+        standardisation from N x 68 x 2 points (the train split's, as the network sees them)."""
+        ref = points.mean(0) - points.mean((0, 1))
+        for _ in range(iterations):
+            ref = procrustes_align(points, ref).mean(0)
+            ref = ref / ref.norm() * (points - points.mean(1, keepdim=True)).norm(dim=(1, 2)).mean()
+        self.shape_reference.copy_(ref)
+        aligned = procrustes_align(points, ref).flatten(1)
+        self.shape_mean.copy_(aligned.mean(0))
+        self.shape_scale.copy_(aligned.std(0).clamp_min(1e-6))
+
     def frame_features(self, x: torch.Tensor) -> torch.Tensor:
+        if self.config.backbone == "landmarks":
+            return self.shape_embedding(self.landmarker(x))
         if self.config.backbone == "small":
             return self.trunk(x)
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
@@ -130,8 +247,7 @@ def save_trained(net: FrameAttentionNet, path: str | os.PathLike) -> None:
     """Save an in-pipeline classifier as ``{"config": {...}, "state_dict": {...}}``."""
     from edtalk.data import atomic
 
-    c = net.config
-    cfg = {"backbone": c.backbone, "image_size": c.image_size, "width": c.width, "dropout": c.dropout}
+    cfg = asdict(net.config)
     buf = io.BytesIO()   # in memory: a file's archive name would make the bytes (and hash) vary
     torch.save({"config": cfg, "state_dict": net.state_dict()}, buf)
     atomic.write_bytes(path, buf.getvalue())

@@ -3,6 +3,9 @@
 Pose: flow log-likelihood of held-out W^p vs a Gaussian fit, variance across seeds,
 jitter vs ground truth. Expression: nearest per-emotion-mean agreement with the clip
 label for audio+text, audio only, text only (chance 1/8). Mouth: L^m_fea vs the mean.
+Sync: EDTalk-A videos driven by the clip's speech delayed by k frames, scored by the
+SyncNet (released weights when present, else the one trained here) against the original
+speech: the offset at k = 0 and whether it moves by k (``sync_check``).
 """
 
 from __future__ import annotations
@@ -16,9 +19,14 @@ import pandas as pd
 import torch
 from prefect import flow, get_run_logger
 
+from edtalk import generate as gen
 from edtalk.audio2motion import evaluation, train as a2m
 from edtalk.audio2motion.driver import AudioDriver
-from edtalk.data import atomic
+from edtalk.audio2motion.sync_check import SyncItem, audio_shift_offsets
+from edtalk.data import atomic, media
+from metrics import sync
+from metrics.evaluators.backends import choose
+from metrics.evaluators.baselines import identity_source
 from pipeline.a2m_common import clip_waves
 from pipeline.common import load_params
 
@@ -41,11 +49,27 @@ def evaluate_audio2motion(params: dict[str, Any], features_dir: str = "data/feat
     manifest = pd.read_parquet(Path(features_dir) / "clips.parquet", columns=["clip_id", "transcript"])
     text_of = dict(zip(manifest["clip_id"], manifest["transcript"].fillna("")))
     text = torch.from_numpy(np.stack([table[text_of[c.clip_id]] for c in test]).astype(np.float32))
+    waves = clip_waves(test)
     summary = {"split": ev["split"],
                "pose": evaluation.evaluate_pose(driver, train, test, int(ev["seeds"]),
                                                 float(ev["temperature"])),
-               "expression": evaluation.evaluate_expression(driver, test, clip_waves(test), text, train),
+               "expression": evaluation.evaluate_expression(driver, test, waves, text, train),
                "mouth": evaluation.evaluate_mouth(driver, train, test)}
+    sync_weights = choose("models/evaluators", cache_dir=params["evaluate"].get("weights_cache")).sync_weights
+    if sync_weights is not None and int(ev.get("sync_clips", 0)) > 0:
+        net = sync.load(sync_weights)
+        model = gen.load_model(section["edtalk_checkpoint"])
+        # the generate stage's identity frame (another clip of the same identity; splits are by identity)
+        clips_manifest = pd.DataFrame({"clip_id": [c.clip_id for c in test],
+                                       "identity": [c.identity or c.clip_id for c in test]})
+        items = [SyncItem(c.clip_id, media.read_frames(
+                     Path(crop_dir) / "clips" / f"{identity_source(clips_manifest, c.clip_id)}.mp4",
+                     max_frames=1)[0][0], w, text_of.get(c.clip_id) or None)
+                 for c, w in list(zip(test, waves))[: int(ev["sync_clips"])]]
+        summary["sync"] = {"backend": net.backend,
+                           **audio_shift_offsets(model, driver, items, net, tuple(ev["sync_shifts"]),
+                                                 int(params["generate"]["pose_seed"]),
+                                                 float(params["generate"]["temperature"]))}
     atomic.write_json(Path(report), summary)
     get_run_logger().info("%s: %s", STAGE, summary)
     p, e = summary["pose"], summary["expression"]
@@ -53,6 +77,11 @@ def evaluate_audio2motion(params: dict[str, Any], features_dir: str = "data/feat
           f"seed variance {p['seed_variance']:.4g} (GT {p['gt_variance']:.4g}), jitter ratio "
           f"{p['jitter_ratio']:.3f}; expression agreement audio+text {e['accuracy_audio+text']:.3f}, "
           f"audio {e['accuracy_audio']:.3f}, text {e['accuracy_text']:.3f} (chance {e['chance']:.3f})")
+    if "sync" in summary:
+        y = summary["sync"]
+        print(f"{STAGE}: EDTalk-A sync offset within +-{y['tolerance_frames']} frame on "
+              f"{y['aligned_within_tolerance']:.2f} of clips; delayed speech moves the offset by k on "
+              f"{y['shift_followed']:.2f} of trials ({y['backend']})")
     return summary
 
 

@@ -1,7 +1,11 @@
 """DVC stage `train_audio2pose`: flow-based probabilistic pose phi_p (paper §3.3, Eqs. 13-14).
 
-Trains E_a + phi_p on the cached W^p sequences with L_MLE + L^p_rec + L_tem, then
-calibrates the latent's lag-1 correlation on the train split. Writes
+Trains E_a + phi_p on the cached W^p sequences with L_MLE + L^p_rec + L_tem. The flow
+starts as the (shrunk) Gaussian of the train W^p; the dequantisation noise is chosen by
+leave-one-identity-out likelihood (``noise: auto``), and early stopping keeps the state
+with the best NLL on held-out *train* identities among those whose held-out sample jitter
+is within the ground truth's. The sampling latent (shared offset + smooth motion) is then
+fitted to the train sequences. Writes
 ``models/audio2motion/pose.pt``, checkpoints under ``models/audio2motion/checkpoints/pose``
 and DVCLive curves under ``dvclive/train_audio2pose``.
 """
@@ -33,7 +37,13 @@ def train_audio2pose(params: dict[str, Any], features_dir: str = "data/features"
     model, result, rho = a2m.train_pose(clips, cfg, a2m_config(profile), out_dir, live_dir,
                                         fingerprint=fingerprint(cfg, profile, weights))
     a2m.save_pose(Path(out_dir) / "pose.pt", model, cfg.feature)
-    return summarize(STAGE, result, clips=len(clips), rho=round(rho, 4))
+    info = model.train_info
+    return summarize(STAGE, result, clips=len(clips), rho=round(rho, 4),
+                     shared=round(float(model.flow.shared.mean()), 4), noise=info["noise"],
+                     heldout_identities=info["heldout_identities"], best_step=info["best_step"],
+                     refit_steps=info["refit_steps"],
+                     best_heldout_nll=round(info["best_heldout_nll"], 4),
+                     best_heldout_jitter_ratio=round(info["best_heldout_jitter_ratio"], 4))
 
 
 def main() -> None:

@@ -3,7 +3,8 @@
 Writes ``models/evaluators/emotion.pt`` (``metrics.emotion.save_trained``; label
 ``emotion:trained-here@<hash>``) and ``reports/evaluators/emotion.json``: training time
 and loss, video-level accuracy on the train split (fit) and on the val and test splits
-against chance (1/8).
+against chance (1/8), and for the ``landmarks`` backbone the mean error of its points
+(pixels) on each split.
 """
 
 from __future__ import annotations
@@ -26,15 +27,23 @@ from pipeline.common import announce, main_with_params
 def fit(features_dir: str, config: emotion_train.EmotionTrainConfig, out: str) -> dict[str, Any]:
     result = emotion_train.train(load_corpus(features_dir, ("train",)), config)
     emo.save_trained(result.net, out)
-    return {"seconds": result.seconds, "loss_first": result.losses[0], "loss_last": result.losses[-1],
-            "config": result.config}
+    summary = {"seconds": result.seconds, "loss_first": result.losses[0], "loss_last": result.losses[-1],
+               "config": result.config}
+    if result.landmark_losses:
+        summary.update(landmark_loss_px_first=result.landmark_losses[0],
+                       landmark_loss_px_last=result.landmark_losses[-1])
+    return summary
 
 
 @task(cache_policy=NO_CACHE)
 def heldout(features_dir: str, weights: str, split: str, max_frames: int | None) -> dict[str, Any]:
     net, label = emo.load(weights)
-    return {"backend": label, **emotion_train.evaluate(net, load_corpus(features_dir, (split,)),
-                                                       max_frames)}
+    clips = load_corpus(features_dir, (split,))
+    out = {"backend": label, **emotion_train.evaluate(net, clips, max_frames)}
+    error = emotion_train.landmark_error_px(net, clips, max_frames)
+    if error is not None:
+        out["landmark_error_px"] = error
+    return out
 
 
 @flow(name="train_emotion")
@@ -46,7 +55,10 @@ def train_emotion(params: dict[str, Any], features_dir: str = "data/features",
     config = emotion_train.EmotionTrainConfig(**ev["emotion"], seed=int(params["base"]["seed"]))
     max_frames = params["evaluate"]["emotion_max_frames"]
     summary: dict[str, Any] = {"train": fit(features_dir, config, out)}
-    summary["train"]["accuracy"] = heldout(features_dir, out, "train", max_frames)["accuracy"]  # fit
+    fit_split = heldout(features_dir, out, "train", max_frames)
+    summary["train"]["accuracy"] = fit_split["accuracy"]                                   # fit
+    if "landmark_error_px" in fit_split:
+        summary["train"]["landmark_error_px"] = fit_split["landmark_error_px"]
     for split in ev["heldout_splits"]:
         summary[split] = heldout(features_dir, out, split, max_frames)
     atomic.write_json(Path(report), summary)

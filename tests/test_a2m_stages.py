@@ -122,10 +122,53 @@ def test_mouth_loop_reduces_feature_loss_and_uses_rec_and_sync(corpus: Path, tmp
 
 def test_pose_loop_reduces_mle_and_calibrates_rho(corpus: Path, tmp_path: Path) -> None:
     clips = _clips(corpus)
-    cfg = a2m.PoseTrainConfig(loop=_loop(40, 4, 100), seq_len=16)
+    cfg = a2m.PoseTrainConfig(loop=_loop(40, 4, 100), seq_len=16, eval_every=5)
     model, res, rho = a2m.train_pose(clips, cfg, a2m_config("tiny"), tmp_path)
-    assert res.last["loss/mle"] < res.first["loss/mle"] - 0.5
+    assert res.last["loss/mle"] < res.first["loss/mle"]   # from the Gaussian, already a good fit
     assert 0.0 <= rho <= 0.9999 and float(model.flow.rho[0]) == pytest.approx(rho)
+    assert 0.0 <= float(model.flow.shared.min()) <= float(model.flow.shared.max()) <= 1.0
+    # early stopping on a held-out part of the train split (here: one of the 4 clips, since
+    # the hand-made manifest names no identities): the kept state is the best one seen
+    info = model.train_info
+    assert len(info["heldout_identities"]) == 1
+    steps = [s for s, _, _ in info["heldout_curve"]]
+    assert steps == [0, 5, 10, 15, 20, 25, 30, 35, 40]
+    assert info["best_step"] in steps
+    ok = [nll for _, nll, ratio in info["heldout_curve"] if ratio <= cfg.jitter_ratio]
+    if ok:
+        assert info["best_heldout_nll"] == pytest.approx(min(ok), abs=1e-4)
+    # then a fresh model trains on every train clip for the chosen number of steps
+    assert info["refit_steps"] == info["best_step"]
+    if info["best_step"] > 0:
+        assert a2m.checkpoints(tmp_path / "checkpoints" / "pose" / "refit")[-1][0] == info["best_step"]
+
+
+def test_pose_refit_trains_every_clip_for_the_chosen_steps(corpus: Path, tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    clips = _clips(corpus)
+    scores = iter([(1.0, 0.1), (0.5, 0.1), (0.2, 0.1), (0.1, 5.0)])   # (NLL, jitter) at steps 0 2 4, end (6)
+    monkeypatch.setattr(a2m, "heldout_scores", lambda *a, **k: next(scores))
+    cfg = a2m.PoseTrainConfig(loop=_loop(6, 2), seq_len=8, eval_every=2)
+    model, _, _ = a2m.train_pose(clips, cfg, a2m_config("tiny"), tmp_path / "a")
+    info = model.train_info
+    assert info["best_step"] == 4 and info["refit_steps"] == 4     # step 6 is too jittery
+    assert a2m.checkpoints(tmp_path / "a" / "checkpoints" / "pose" / "refit")[-1][0] == 4
+    plain, _, _ = a2m.train_pose(clips, replace(cfg, loop=_loop(4, 2), holdout=0.0),
+                                 a2m_config("tiny"), tmp_path / "b")
+    for (k, a), (_, b) in zip(model.state_dict().items(), plain.state_dict().items()):
+        assert torch.equal(a, b), k
+
+
+def test_pose_holdout_split_and_automatic_noise(corpus: Path) -> None:
+    clips = _clips(corpus)
+    assert all(c.identity == "" for c in clips)          # no identity column: one group per clip
+    fit, held = a2m.holdout_split(clips, 0.25, 0)
+    assert len(held) == 1 and len(fit) == 3 and not {c.clip_id for c in fit} & {c.clip_id for c in held}
+    assert a2m.holdout_split(clips, 0.0, 0) == (list(clips), [])
+    assert len(a2m.holdout_split(clips, 1.0, 0)[0]) == 1  # never all identities
+    noise, scores = a2m.resolve_noise("auto", clips)
+    assert noise in a2m.NOISE_GRID and scores[noise] == max(scores.values())
+    assert a2m.resolve_noise(0.3, clips) == (0.3, {})
 
 
 def _exp_inputs(clips: list[a2m.ClipData]) -> tuple[list[np.ndarray], torch.Tensor]:
@@ -161,7 +204,7 @@ def test_resume_after_a_crash_equals_an_uninterrupted_run(corpus: Path, tmp_path
             return a2m.train_mouth(clips, a2m.MouthTrainConfig(loop=_loop(6)), a2m_config("tiny").mouth,
                                    out, stop_after=stop_after)[0]
         if part == "pose":
-            return a2m.train_pose(clips, a2m.PoseTrainConfig(loop=_loop(6, 2), seq_len=8),
+            return a2m.train_pose(clips, a2m.PoseTrainConfig(loop=_loop(6, 2), seq_len=8, eval_every=2),
                                   a2m_config("tiny"), out, stop_after=stop_after)[0]
         waves, text = _exp_inputs(clips)
         return a2m.train_expression(clips, waves, text, a2m.ExpressionTrainConfig(_loop(6, 2), 0.25),

@@ -114,19 +114,92 @@ def test_emotion_classifier_separates_a_trivially_separable_set():
     torch.set_num_threads(1)
     train = [_bar_clip(k, 10 * k + r) for k in range(8) for r in range(2)]
     test = [_bar_clip(k, 1000 + k) for k in range(8)]
-    cfg = emotion_train.EmotionTrainConfig(width=8, steps=60, clips_per_batch=8, frames_per_clip=4,
-                                           lr=5e-3, seed=0)
+    cfg = emotion_train.EmotionTrainConfig(backbone="small", width=8, steps=60, clips_per_batch=8,
+                                           frames_per_clip=4, lr=5e-3, seed=0)
     result = emotion_train.train(train, cfg)
     assert np.mean(result.losses[-5:]) < np.mean(result.losses[:5])
     acc = emotion_train.evaluate(result.net, test)
     assert acc["accuracy"] >= 0.5 > acc["chance"]
 
 
-def test_emotion_save_and_load_round_trip_with_a_trained_here_label(tmp_path):
-    net = emo.FrameAttentionNet(emo.EmotionConfig("small", S, 4)).eval()
+G = 32   # the geometry toy's frame size
+GAPS = {0: 5, 3: 9, 7: 13}   # class -> rows between the toy face's "brow" and "mouth" bars
+
+
+def _two_bar_clip(label: int, seed: int, frames: int = 8) -> Clip:
+    """A toy face whose class is its shape: two 16 px bars ("brow" above "mouth") whose
+    vertical gap is the class, the pair at a random place in every frame, in colours drawn
+    per clip (an 'identity' that says nothing about the class). Points 0..33 lie on the
+    upper bar, 34..67 on the lower one."""
+    rng = np.random.default_rng(seed)
+    gap = GAPS[label]
+    colour = rng.integers(120, 256, size=3)
+    x = rng.integers(0, 50, size=(frames, G, G, 3)).astype(np.uint8)
+    lm = np.zeros((frames, 68, 2), np.float32)
+    xs = np.linspace(0.5, 15.5, 34, dtype=np.float32)
+    for t in range(frames):
+        left, top = (int(v) for v in rng.integers(3, 13, size=2))
+        for row, sl in ((top, slice(0, 34)), (top + gap, slice(34, 68))):
+            x[t, row:row + 2, left:left + 16] = colour
+            lm[t, sl] = np.stack([left + xs, np.full(34, row + 1.0, np.float32)], 1)
+    return Clip(f"g{label}_{seed}", "train", f"id{seed}", EMOTIONS[label], x,
+                np.zeros((13, 4 * frames), np.float32), lm, np.ones(frames, bool))
+
+
+def test_landmark_emotion_classifier_reads_the_shape_of_unseen_identities():
+    torch.set_num_threads(1)
+    train = [_two_bar_clip(k, 10 * k + r) for k in GAPS for r in range(4)]
+    test = [_two_bar_clip(k, 1000 + 10 * k + r) for k in GAPS for r in range(2)]
+    cfg = emotion_train.EmotionTrainConfig(width=4, hidden=16, dropout=0.0, landmark_steps=150,
+                                           landmark_batch=16, landmark_lr=1e-2, head_frames=8,
+                                           steps=80, clips_per_batch=6, frames_per_clip=4,
+                                           lr=1e-2, seed=0)
+    result = emotion_train.train(train, cfg)
+    assert result.net.config.backbone == "landmarks" and not result.net.training
+    assert np.mean(result.landmark_losses[-10:]) < 0.5 * np.mean(result.landmark_losses[:10])
+    assert emotion_train.landmark_error_px(result.net, test) < 2.0
+    acc = emotion_train.evaluate(result.net, test)
+    assert acc["accuracy"] == 1.0, acc["predictions"]
+
+
+def test_landmark_backbone_is_differentiable_and_takes_any_frame_size():
+    torch.manual_seed(0)
+    net = emo.FrameAttentionNet(emo.EmotionConfig("landmarks", G, 4, 0.0, 16)).eval()
+    x = torch.rand(3, 3, G, G, requires_grad=True)
+    feats = net.frame_features(x)                        # psi of L_mot and the FD features
+    assert feats.shape == (3, 16)
+    (feats.sum() + net(x).sum()).backward()
+    assert x.grad.abs().sum() > 0
+    pts = net.landmarks(x)
+    assert pts.shape == (3, 68, 2) and ((pts >= 0) & (pts <= 1)).all()
+    frames = np.random.default_rng(0).integers(0, 256, size=(5, 48, 48, 3)).astype(np.uint8)
+    assert 0 <= emo.predict_video(frames, net) < len(EMOTIONS)
+
+
+def test_procrustes_alignment_removes_position_rotation_and_scale():
+    ref = torch.randn(68, 2)
+    ref = ref - ref.mean(0)
+    angle = torch.tensor(0.3)
+    rot = torch.stack([torch.stack([angle.cos(), -angle.sin()]), torch.stack([angle.sin(), angle.cos()])])
+    moved = torch.stack([ref @ rot.T * 2.5 + torch.tensor([4.0, -1.0]), ref])
+    torch.testing.assert_close(emo.procrustes_align(moved, ref), torch.stack([ref, ref]),
+                               atol=1e-5, rtol=1e-5)
+    net = emo.FrameAttentionNet(emo.EmotionConfig("landmarks", G, 4, 0.0, 16))
+    shapes = ref + 0.05 * torch.randn(20, 68, 2)
+    net.fit_shape_statistics(shapes @ rot.T * 3 + 1)       # posed copies: same statistics
+    feats = net.shape_features(shapes)
+    torch.testing.assert_close(feats.mean(0), torch.zeros(136), atol=1e-4, rtol=0)
+    torch.testing.assert_close(feats.std(0), torch.ones(136), atol=1e-3, rtol=0)
+
+
+@pytest.mark.parametrize("backbone", ["small", "landmarks"])
+def test_emotion_save_and_load_round_trip_with_a_trained_here_label(tmp_path, backbone):
+    net = emo.FrameAttentionNet(emo.EmotionConfig(backbone, S, 4, hidden=16)).eval()
+    if backbone == "landmarks":   # fitted statistics are buffers: they must travel too
+        net.fit_shape_statistics(torch.rand(10, 68, 2))
     emo.save_trained(net, tmp_path / "emotion.pt")
     loaded, label = emo.load(tmp_path / "emotion.pt")
-    assert label.startswith("emotion:trained-here@")
+    assert label.startswith("emotion:trained-here@") and loaded.config == net.config
     x = emo.to_input(_bar_clip(2, 0).frames, S)
     assert torch.allclose(net(x), loaded(x))
 
@@ -168,7 +241,9 @@ def test_saved_evaluators_hash_by_content_not_by_file_name(tmp_path):
     lm = landmark_net.LandmarkNet(landmark_net.LandmarkConfig(32, 4))
     sn = sync.SyncNet(sync.SyncConfig(0.125, S, 8))
     en = emo.FrameAttentionNet(emo.EmotionConfig("small", S, 4))
-    for save, net in ((landmark_net.save, lm), (sync.save_trained, sn), (emo.save_trained, en)):
+    eg = emo.FrameAttentionNet(emo.EmotionConfig("landmarks", S, 4))
+    for save, net in ((landmark_net.save, lm), (sync.save_trained, sn), (emo.save_trained, en),
+                      (emo.save_trained, eg)):
         save(net, tmp_path / "a.pt")
         save(net, tmp_path / "other-name.pt")
         assert (tmp_path / "a.pt").read_bytes() == (tmp_path / "other-name.pt").read_bytes()

@@ -225,3 +225,16 @@ def test_autoencoder_loads_given_weights_instead_of_training(features, tmp_path)
     loaded = _state(tmp_path / "models" / "train_autoencoder" / "model.pt")
     assert all(torch.equal(loaded[k], v) for k, v in source.state_dict().items())
     assert (tmp_path / "live" / "train_autoencoder" / "metrics.json").is_file()
+
+
+def test_training_device_is_resolved_and_unavailable_ones_are_refused() -> None:
+    from edtalk.train.loop import resolve_device
+
+    expected = "cuda" if torch.cuda.is_available() else "cpu"
+    assert resolve_device("auto").type == expected
+    assert resolve_device("cpu") == torch.device("cpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(RuntimeError, match="CUDA is not available"):
+            resolve_device("cuda")
+    with pytest.raises(ValueError, match="unsupported training device"):
+        resolve_device("meta")

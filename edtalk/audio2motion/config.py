@@ -46,13 +46,19 @@ class PoseFlowConfig:
     dim: int = N_POSE
     cond_dim: int = 128          # dimension of the incoming f^a
     context_dim: int = 64        # after the temporal context network
+    audio_cmn: bool = True       # mean-normalise the audio features per sequence (AudioPose)
     context_kernel: int = 5      # temporal conv kernel over the f^a sequence (frames)
     context_layers: int = 2
+    context_smooth: float = 3.0  # std (frames) of a fixed Gaussian low-pass on h (0 = off): the
+                                 # conditioning, hence the mean path, cannot jitter at frame rate
     n_couplings: int = 6
     hidden: int = 64
     scale_clamp: float = 2.0     # |log s| <= scale_clamp via tanh, keeps inverses stable
-    temporal_rho: float = 0.0    # default lag-1 correlation of sampled z (0 = i.i.d.);
-                                 # PoseFlow.fit_temporal_correlation sets a fitted value
+    temporal_kernel: str = "gaussian"  # time-varying part of the sampled z: "gaussian" (smooth,
+                                 # squared-exponential correlation) | "ar1" (Markov, rough)
+    temporal_rho: float = 0.0    # default lag-1 correlation of that part (0 = i.i.d.);
+    temporal_shared: float = 0.0 # default fraction of z's variance held constant over a sequence;
+                                 # PoseFlow.fit_temporal_correlation sets fitted values of both
 
 
 @dataclass(frozen=True)

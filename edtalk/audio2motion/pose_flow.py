@@ -3,28 +3,51 @@
 A conditional normalizing flow over the 6 pose weights W^p of one frame, conditioned on
 the audio feature of that frame *in its temporal context*:
 
-    h_{1:N}   = C(f^a_{1:N})                  temporal context: linear + residual 1-D convs
+    h_{1:N}   = G_s * C(f^a_{1:N})            temporal context: linear + residual 1-D convs,
+                                              then a fixed Gaussian low-pass G_s over frames
     z_t       = phi_p^{-1}(w_t, h_t)          data -> latent (Eq. 13)
-    phi_p^{-1} = K_K o ... o K_1 o A o S      S: fixed standardisation (fitted statistics)
-                                              A: conditional affine, (w - mu(h)) e^{-s(h)}
+    phi_p^{-1} = M o K_K o ... o K_1 o A o S  S: fixed per-dimension standardisation
+                                                 (w - m) / sigma
+                                              A: conditional affine, (x - mu(h)) e^{-s(h)}
                                               K_k: affine couplings over a fixed random
                                                    permutation, conditioned on h
+                                              M: learned lower-triangular linear map
+                                                 (positive diagonal): decorrelates
     log p(w_t | f^a) = log N(z_t; 0, I) + log |det dz_t / dw_t|   (exact)
 
-Sampling (inference): w-hat_t = phi_p(z_t, h_t), z_t ~ N(0, I) * temperature. With
-``rho`` > 0 the latent sequence is an AR(1) process z_t = rho z_{t-1} + sqrt(1 - rho^2) e_t,
-whose every z_t is still exactly N(0, I) (so the flow's marginal per frame is kept) but
-whose frame-to-frame steps shrink by sqrt(1 - rho). ``fit_temporal_correlation`` sets
-rho (per dimension) to the lag-1 autocorrelation of the training latents;
-``calibrate_temporal_correlation`` instead picks the rho whose samples have exactly the
-ground truth's frame-to-frame jitter. Either way different seeds still give different
-sequences (the marginal spread per frame is unchanged).
-Temperature 0 gives the deterministic "mean path" phi_p(0, h_t).
+``fit_normalization`` sets m, sigma and M from the training W^p so that, with A and every
+K_k at the identity (zero last layers), the untrained flow *is* the full-covariance
+Gaussian N(m, Sigma) of the training W^p (M = L^{-1}, L L^T the correlation matrix):
+training can only add (conditional, non-Gaussian) structure on top of that baseline, and
+the couplings work in the axes of W^p itself, where its per-weight nonlinearity lives.
+Shrinking Sigma by ``noise``^2 diag(Sigma) is the Gaussian counterpart of training with
+that much dequantisation noise.
+
+Sampling (inference): w-hat_t = phi_p(z_t, h_t) with z a Gaussian process over time whose
+every z_t is exactly N(0, I) * temperature (so the flow's per-frame density is kept and
+seeds differ):
+
+    z_t = sqrt(a) c + sqrt(1 - a) u_t,   c ~ N(0, I) once per sequence,
+    u_t stationary, unit variance, lag-1 correlation rho:
+        "gaussian" kernel: white noise through a Gaussian filter, corr(k) ~ rho^(k^2)
+                           (smooth paths; the default)
+        "ar1":             u_t = rho u_{t-1} + sqrt(1 - rho^2) e_t (rough, Markov)
+
+``fit_temporal_correlation`` estimates rho and the shared fraction a (per dimension) from
+the *within-sequence* autocovariance of the training latents, low-passed to the
+conditioning's band, at lags 1 and 2 (lag 0 is left out, so frame-level measurement noise
+in W^p does not count as motion): samples then move as smoothly, and as far within a
+sequence, as the ground truth's slow part.
+``calibrate_temporal_correlation`` only ever raises rho, until sampled jitter is at most
+``target_ratio`` x the ground truth's. Temperature 0 gives the deterministic "mean path"
+phi_p(0, h_t), smooth because h is.
 """
 
 from __future__ import annotations
 
+import functools
 import math
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -33,10 +56,49 @@ from torch import nn
 from .config import PoseFlowConfig
 
 LOG_2PI = math.log(2 * math.pi)
+KERNELS = ("gaussian", "ar1")
+COV_EPS = 1e-6           # ridge on the fitted covariance (the same as ``gaussian_nll``'s)
+
+
+def gaussian_taps(sigma: float, dtype: torch.dtype = torch.float64) -> torch.Tensor:
+    """Symmetric Gaussian filter taps (radius ceil(4 sigma) + 1) with unit L2 norm."""
+    if sigma <= 0:
+        return torch.ones(1, dtype=dtype)
+    r = int(math.ceil(4 * sigma)) + 1
+    j = torch.arange(-r, r + 1, dtype=torch.float64)
+    k = torch.exp(-0.5 * (j / sigma) ** 2)
+    return (k / k.norm()).to(dtype)
+
+
+def smooth_taps(rho: float, max_sigma: float = 100.0) -> torch.Tensor:
+    """Unit-norm Gaussian taps whose filtered white noise has lag-1 correlation ``rho``.
+
+    Bisection on the filter width (the discrete correlation is increasing in it);
+    ``rho`` <= 0 gives a single tap (white noise), ``rho`` is capped at the width ``max_sigma``.
+    """
+    return _smooth_taps(float(rho), float(max_sigma)).clone()
+
+
+@functools.lru_cache(maxsize=256)
+def _smooth_taps(rho: float, max_sigma: float) -> torch.Tensor:
+    if rho <= 1e-6:
+        return torch.ones(1, dtype=torch.float64)
+
+    def corr(sigma: float) -> float:
+        k = gaussian_taps(sigma)
+        return float((k[1:] * k[:-1]).sum())
+
+    lo, hi = math.log(1e-2), math.log(max_sigma)
+    if corr(math.exp(hi)) <= rho:
+        return gaussian_taps(max_sigma)
+    for _ in range(48):
+        mid = 0.5 * (lo + hi)
+        lo, hi = (mid, hi) if corr(math.exp(mid)) < rho else (lo, mid)
+    return gaussian_taps(math.exp(0.5 * (lo + hi)))
 
 
 class TemporalContext(nn.Module):
-    """f^a (B, T, C_a) -> h (B, T, H): per-frame projection + residual temporal convs."""
+    """f^a (B, T, C_a) -> h (B, T, H): per-frame projection + residual temporal convs + low-pass."""
 
     def __init__(self, cfg: PoseFlowConfig) -> None:
         super().__init__()
@@ -45,12 +107,49 @@ class TemporalContext(nn.Module):
             nn.Conv1d(cfg.context_dim, cfg.context_dim, cfg.context_kernel,
                       padding=cfg.context_kernel // 2, padding_mode="replicate")
             for _ in range(cfg.context_layers))
+        # fixed (not learned, not saved: a function of the config) unit-sum Gaussian low-pass
+        taps = gaussian_taps(cfg.context_smooth, torch.float32)
+        self.register_buffer("smooth", (taps / taps.sum()).view(1, 1, -1), persistent=False)
 
     def forward(self, fa: torch.Tensor) -> torch.Tensor:
         h = self.proj(fa).transpose(1, 2)                              # (B, H, T)
         for conv in self.convs:
             h = h + F.gelu(conv(h))
+        k = self.smooth.shape[-1]
+        if k > 1:
+            b, c, t = h.shape
+            h = F.conv1d(F.pad(h.reshape(b * c, 1, t), (k // 2, k // 2), mode="replicate"),
+                         self.smooth.to(h.dtype)).reshape(b, c, t)
         return h.transpose(1, 2)
+
+
+class Decorrelate(nn.Module):
+    """M: z = M y, M lower triangular with a positive (exp-parametrised) diagonal.
+
+    log|det dz/dy| = sum log_diag; the generative direction solves the triangular system.
+    """
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.lower = nn.Parameter(torch.zeros(dim, dim))      # only the strict lower part is used
+        self.log_diag = nn.Parameter(torch.zeros(dim))
+        self.register_buffer("mask", torch.tril(torch.ones(dim, dim), -1), persistent=False)
+
+    def matrix(self) -> torch.Tensor:
+        return self.lower * self.mask + torch.diag(torch.exp(self.log_diag))
+
+    @torch.no_grad()
+    def set_matrix(self, m: torch.Tensor) -> None:
+        """Set M to a lower-triangular matrix with a positive diagonal."""
+        self.lower.copy_(torch.tril(m, -1))
+        self.log_diag.copy_(torch.log(torch.diagonal(m)))
+
+    def inverse(self, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return y @ self.matrix().T, self.log_diag.sum()
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        flat = z.reshape(-1, z.shape[-1]).T
+        return torch.linalg.solve_triangular(self.matrix(), flat, upper=False).T.reshape(z.shape)
 
 
 def _mlp(n_in: int, hidden: int, n_out: int) -> nn.Sequential:
@@ -130,13 +229,18 @@ class PoseFlow(nn.Module):
         super().__init__()
         if cfg.dim < 2:
             raise ValueError("a coupling flow needs dim >= 2")
+        if cfg.temporal_kernel not in KERNELS:
+            raise ValueError(f"temporal_kernel must be one of {KERNELS}, got {cfg.temporal_kernel!r}")
         self.cfg = cfg
         self.context = TemporalContext(cfg)
         self.affine = ConditionalAffine(cfg)
         self.couplings = nn.ModuleList(AffineCoupling(cfg, k) for k in range(cfg.n_couplings))
+        self.decorrelate = Decorrelate(cfg.dim)
         self.register_buffer("mean", torch.zeros(cfg.dim))
-        self.register_buffer("std", torch.ones(cfg.dim))
+        self.register_buffer("std", torch.ones(cfg.dim))          # per-dim std of the data
+        self.register_buffer("scale", torch.ones(cfg.dim))        # sigma of S (std, shrunk)
         self.register_buffer("rho", torch.full((cfg.dim,), float(cfg.temporal_rho)))
+        self.register_buffer("shared", torch.full((cfg.dim,), float(cfg.temporal_shared)))
 
     def _check(self, x: torch.Tensor, fa: torch.Tensor) -> None:
         if x.ndim != 3 or x.shape[-1] != self.cfg.dim:
@@ -146,104 +250,235 @@ class PoseFlow(nn.Module):
                              f"with cond_dim {self.cfg.cond_dim}")
 
     @torch.no_grad()
-    def fit_normalization(self, w: torch.Tensor) -> None:
-        """Set the fixed standardisation S from training pose weights (any leading shape)."""
-        flat = w.reshape(-1, self.cfg.dim)
+    def fit_normalization(self, w: torch.Tensor, noise: float = 0.0) -> None:
+        """Set S and M from training pose weights (any leading shape): N(m, Sigma) at init.
+
+        Sigma is the unbiased covariance + 1e-6 I (exactly ``gaussian_nll``'s Gaussian, so
+        the untrained flow reproduces that baseline), plus ``noise``^2 diag(Sigma): the
+        covariance of the data after Gaussian dequantisation noise of ``noise`` x the
+        per-dimension std (a shrinkage of Sigma towards its diagonal). S divides by
+        sigma = sqrt(diag Sigma); M = L^{-1} with L L^T = Sigma / (sigma sigma^T).
+        """
+        flat = w.reshape(-1, self.cfg.dim).double()
+        cov = shrunk_covariance(flat, noise)
+        scale = torch.diagonal(cov).sqrt()
+        chol = torch.linalg.cholesky(cov / torch.outer(scale, scale))
         self.mean.copy_(flat.mean(0))
         self.std.copy_(flat.std(0).clamp(min=1e-4))
+        self.scale.copy_(scale)
+        eye = torch.eye(self.cfg.dim, dtype=chol.dtype)
+        self.decorrelate.set_matrix(torch.linalg.solve_triangular(chol, eye, upper=False))
+
+    def covariance(self) -> torch.Tensor:
+        """Sigma of the flow's Gaussian part (S and M; A, K_k at the identity)."""
+        m_inv = torch.linalg.inv(self.decorrelate.matrix())
+        return (self.scale[:, None] * m_inv) @ (self.scale[:, None] * m_inv).T
+
+    def _standardise(self, w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return (w - self.mean) / self.scale, -torch.log(self.scale).sum()
 
     def inverse(self, w: torch.Tensor, fa: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Eq. 13: z_t = phi_p^{-1}(w_t, f^a_t); returns (z, log|det dz/dw|) with shapes (B,T,d), (B,T)."""
         self._check(w, fa)
         h = self.context(fa)
-        z = (w - self.mean) / self.std
-        logdet = -torch.log(self.std).sum().expand(w.shape[:2])
+        z, ld = self._standardise(w)
+        logdet = ld.expand(w.shape[:2])
         z, ld = self.affine.inverse(z, h)
         logdet = logdet + ld
         for layer in self.couplings:
             z, ld = layer.inverse(z, h)
             logdet = logdet + ld
-        return z, logdet
+        z, ld = self.decorrelate.inverse(z)
+        return z, logdet + ld
 
     def forward(self, z: torch.Tensor, fa: torch.Tensor) -> torch.Tensor:
         """w-hat_t = phi_p(z_t, f^a_t) (the generative direction)."""
         self._check(z, fa)
         h = self.context(fa)
+        z = self.decorrelate(z)
         for layer in reversed(self.couplings):
             z = layer(z, h)
-        return self.affine(z, h) * self.std + self.mean
+        return self.affine(z, h) * self.scale + self.mean
 
     def log_prob(self, w: torch.Tensor, fa: torch.Tensor) -> torch.Tensor:
         """Exact log p(w_t | f^a) per frame, (B, T), in nats: log N(z; 0, I) + log-det."""
         z, logdet = self.inverse(w, fa)
-        log_pz = -0.5 * (z.pow(2).sum(-1) + self.cfg.dim * LOG_2PI)
-        return log_pz + logdet
+        return _std_normal_logpdf(z) + logdet
+
+    def base_log_prob(self, w: torch.Tensor) -> torch.Tensor:
+        """log N(w_t; m, Sigma) per frame (..., ): the flow's Gaussian part alone (S, M; A, K_k = id)."""
+        x, ld = self._standardise(w)
+        z, ld_m = self.decorrelate.inverse(x)
+        return _std_normal_logpdf(z) + ld + ld_m
 
     def sample_latent(self, shape: tuple[int, int], temperature: float = 1.0,
                       rho: float | torch.Tensor | None = None,
-                      generator: torch.Generator | None = None) -> torch.Tensor:
-        """z (B, T, dim) ~ N(0, I) * temperature, AR(1) over time with lag-1 correlation ``rho``.
+                      generator: torch.Generator | None = None,
+                      shared: float | torch.Tensor | None = None) -> torch.Tensor:
+        """z (B, T, dim) = temperature * (sqrt(a) c + sqrt(1 - a) u), every z_t ~ N(0, temperature^2 I).
 
-        ``rho`` None uses the module's (fitted or configured) ``rho`` buffer; 0 gives
-        independent frames. Each z_t is marginally N(0, temperature^2 I) for any rho.
+        c ~ N(0, I) once per sequence; u a unit-variance process over time with lag-1
+        correlation ``rho`` (kernel ``cfg.temporal_kernel``). ``rho`` / ``shared`` (= a)
+        None use the module's fitted or configured buffers; rho = 0 and a = 0 give
+        independent frames.
         """
         b, t = shape
-        r = self.rho if rho is None else torch.as_tensor(rho, dtype=self.mean.dtype).expand(self.cfg.dim)
-        r = r.to(self.mean.device)
-        eps = torch.randn(b, t, self.cfg.dim, generator=generator, device="cpu").to(self.mean)
-        z = torch.empty_like(eps)
-        z[:, 0] = eps[:, 0]
-        innov = torch.sqrt(1 - r.pow(2))
-        for i in range(1, t):
-            z[:, i] = r * z[:, i - 1] + innov * eps[:, i]
-        return z * temperature
+        d = self.cfg.dim
+        dtype = self.mean.dtype
+
+        def per_dim(v: float | torch.Tensor | None, buf: torch.Tensor) -> torch.Tensor:
+            v = buf if v is None else torch.as_tensor(v, dtype=dtype)
+            return v.to("cpu", dtype).expand(d)
+
+        r = per_dim(rho, self.rho).clamp(0.0, 1.0 - 1e-6)
+        a = per_dim(shared, self.shared).clamp(0.0, 1.0)
+        if self.cfg.temporal_kernel == "gaussian":
+            taps = [smooth_taps(float(ri)) for ri in r]
+            rad = max(len(k) for k in taps) // 2
+            bank = torch.zeros(d, 1, 2 * rad + 1, dtype=torch.float64)
+            for i, k in enumerate(taps):
+                bank[i, 0, rad - len(k) // 2: rad + len(k) // 2 + 1] = k
+            eps = torch.randn(b, t + 2 * rad, d, generator=generator, device="cpu", dtype=dtype)
+            u = F.conv1d(eps.transpose(1, 2), bank.to(dtype), groups=d).transpose(1, 2)
+        else:
+            eps = torch.randn(b, t, d, generator=generator, device="cpu", dtype=dtype)
+            u = torch.empty_like(eps)
+            u[:, 0] = eps[:, 0]
+            innov = torch.sqrt(1 - r.pow(2))
+            for i in range(1, t):
+                u[:, i] = r * u[:, i - 1] + innov * eps[:, i]
+        c = torch.randn(b, 1, d, generator=generator, device="cpu", dtype=dtype)
+        z = a.sqrt() * c + (1 - a).sqrt() * u
+        return (z * temperature).to(self.mean.device)
 
     def sample(self, fa: torch.Tensor, temperature: float = 1.0,
                rho: float | torch.Tensor | None = None,
-               generator: torch.Generator | None = None) -> torch.Tensor:
+               generator: torch.Generator | None = None,
+               shared: float | torch.Tensor | None = None) -> torch.Tensor:
         """Inference: w-hat = phi_p(z, f^a) with z from ``sample_latent``; temperature 0 = mean path."""
-        z = self.sample_latent(tuple(fa.shape[:2]), temperature, rho, generator)
+        z = self.sample_latent(tuple(fa.shape[:2]), temperature, rho, generator, shared)
         return self.forward(z, fa)
 
     @torch.no_grad()
-    def fit_temporal_correlation(self, w: torch.Tensor, fa: torch.Tensor) -> torch.Tensor:
-        """Set ``rho`` to the per-dimension lag-1 autocorrelation of the training latents.
+    def fit_temporal_correlation(self, w: torch.Tensor | Sequence[torch.Tensor],
+                                 fa: torch.Tensor | Sequence[torch.Tensor],
+                                 max_rho: float = 0.9999, band: float | None = None) -> torch.Tensor:
+        """Set ``rho`` and ``shared`` from ground-truth sequences; returns rho (dim,).
 
-        ``w`` (B, T, dim), ``fa`` (B, T, cond_dim) ground-truth sequences; returns rho,
-        clamped to [0, 0.995].
+        ``w`` (B, T, dim) / ``fa`` (B, T, cond_dim), or lists of (1, T_i, .) sequences of
+        any lengths. The latents z = phi_p^{-1}(w) are centred per sequence and low-passed
+        with the conditioning's Gaussian filter (std ``band`` frames, default
+        ``cfg.context_smooth``): only motion in the band the flow is conditioned on counts,
+        faster variation of the ground truth (measurement noise, leaks of the mouth or
+        blinks into W^p) stays in the per-frame density but is not replayed over time.
+        Then the autocovariances c_1, c_2 at lags 1 and 2 (per dimension; lag 0 is left
+        out, so what white noise survives the filter is not taken for motion). For the
+        "gaussian" kernel c_k = s^2 rho^(k^2), so rho = (sum c_2 / sum c_1)^(1/3) (pooled
+        over dimensions); for "ar1" c_k = s^2 rho^k, rho = sum c_2 / sum c_1. The
+        within-sequence (moving) variance is s^2 = c_1 / rho, and a = 1 - s^2 is the rest
+        of the unit latent variance, held constant over a sequence.
         """
-        z, _ = self.inverse(w, fa)
-        zc = z - z.mean(dim=(0, 1))
-        num = (zc[:, 1:] * zc[:, :-1]).sum(dim=(0, 1))
-        den = zc.pow(2).sum(dim=(0, 1)).clamp(min=1e-8)
-        self.rho.copy_((num / den).clamp(0.0, 0.995))
+        pairs = list(zip(w, fa)) if isinstance(w, (list, tuple)) else list(zip(w[:, None], fa[:, None]))
+        d = self.cfg.dim
+        sigma = self.cfg.context_smooth if band is None else band
+        c = torch.zeros(3, d, dtype=torch.float64)
+        n = torch.zeros(3, dtype=torch.float64)
+        for wi, fi in pairs:
+            wi = wi if wi.ndim == 3 else wi[None]
+            fi = fi if fi.ndim == 3 else fi[None]
+            if wi.shape[1] < 3:
+                continue
+            x = self.inverse(wi, fi)[0][0].double()
+            x = _lowpass(x - x.mean(0), sigma)
+            for k in range(3):
+                c[k] += (x[k:] * x[:len(x) - k]).sum(0)
+                n[k] += len(x) - k
+        if n[2] == 0:
+            raise ValueError("need at least one sequence of >= 3 frames")
+        c = c / n[:, None]
+        c1, c2 = float(c[1].sum()), float(c[2].sum())
+        if c1 <= 0 or c2 <= 0:                 # no smooth within-sequence motion to model
+            rho, moving = 0.0, torch.zeros(d, dtype=torch.float64)
+        else:
+            q = min(c2 / c1, max_rho)
+            rho = min(q ** (1 / 3) if self.cfg.temporal_kernel == "gaussian" else q, max_rho)
+            moving = torch.minimum((c[1] / rho).clamp(min=0.0), c[0])
+        self.rho.fill_(rho)
+        self.shared.copy_((1.0 - moving).clamp(0.0, 1.0).to(self.shared))
         return self.rho.clone()
 
     @torch.no_grad()
     def calibrate_temporal_correlation(self, w: torch.Tensor, fa: torch.Tensor,
                                        target_ratio: float = 1.0, temperature: float = 1.0,
                                        seed: int = 0, iters: int = 14, max_rho: float = 0.995) -> float:
-        """Set a scalar ``rho`` so sampled jitter is ``target_ratio`` x the ground truth's.
+        """Raise ``rho`` (never lower it) until sampled jitter is <= ``target_ratio`` x the ground truth's.
 
-        Bisection over rho in [0, max_rho] (sampled jitter falls as rho grows) with a fixed
-        seed on the given conditions; returns the chosen rho (the smallest rho whose
-        samples are no rougher than the target, or ``max_rho`` if none is).
+        Bisection over a scalar rho in [current max rho, max_rho] (sampled jitter falls as rho
+        grows) with a fixed seed on the given equal-length sequences; keeps the current
+        (possibly per-dimension) rho when it already meets the target. Returns max(rho).
         """
         goal = target_ratio * jitter(w)
-        lo, hi = 0.0, max_rho
 
-        def rough(r: float) -> float:
+        def rough(r: float | None) -> float:
             g = torch.Generator().manual_seed(seed)
             return jitter(self.sample(fa, temperature, rho=r, generator=g))
 
-        if rough(lo) <= goal:
-            hi = lo
-        else:
+        lo = float(self.rho.max())
+        if rough(None) <= goal or lo >= max_rho:
+            return lo
+        hi = max_rho
+        if rough(hi) <= goal:
             for _ in range(iters):
                 mid = 0.5 * (lo + hi)
                 lo, hi = (lo, mid) if rough(mid) <= goal else (mid, hi)
         self.rho.fill_(hi)
         return hi
+
+
+def _lowpass(x: torch.Tensor, sigma: float) -> torch.Tensor:
+    """(T, d) sequence through a unit-sum Gaussian filter of std ``sigma`` frames (edges replicated)."""
+    taps = gaussian_taps(sigma, x.dtype)
+    if len(taps) == 1:
+        return x
+    r = len(taps) // 2
+    y = F.pad(x.T[:, None], (r, r), mode="replicate")
+    return F.conv1d(y, (taps / taps.sum()).view(1, 1, -1)).squeeze(1).T
+
+
+def _std_normal_logpdf(z: torch.Tensor) -> torch.Tensor:
+    return -0.5 * (z.pow(2).sum(-1) + z.shape[-1] * LOG_2PI)
+
+
+def shrunk_covariance(x: torch.Tensor, noise: float = 0.0) -> torch.Tensor:
+    """Unbiased covariance of rows ``x`` (N, d) + 1e-6 I, + ``noise``^2 diag (float64)."""
+    x = x.double()
+    cov = torch.cov(x.T).reshape(x.shape[1], x.shape[1]) + COV_EPS * torch.eye(x.shape[1], dtype=x.dtype)
+    return cov + noise ** 2 * torch.diag(torch.diagonal(cov))
+
+
+def select_noise(groups: Sequence[torch.Tensor], candidates: Sequence[float]) -> tuple[float, dict[float, float]]:
+    """Leave-one-group-out choice of the dequantisation noise (as a Gaussian shrinkage).
+
+    ``groups``: training W^p (N_g, d) of each group (identity). For each candidate, a
+    Gaussian with ``shrunk_covariance(others, noise)`` is scored on every held-out group;
+    returns the candidate with the best mean log-likelihood per held-out frame and all
+    scores. With fewer than two groups nothing can be held out: the smallest candidate.
+    """
+    cands = sorted(float(c) for c in candidates)
+    if len(groups) < 2:
+        return cands[0], {}
+    scores = {}
+    for noise in cands:
+        total, frames = 0.0, 0
+        for i, held in enumerate(groups):
+            rest = torch.cat([g for j, g in enumerate(groups) if j != i]).double()
+            cov = shrunk_covariance(rest, noise)
+            dist = torch.distributions.MultivariateNormal(rest.mean(0), covariance_matrix=cov)
+            total += float(dist.log_prob(held.double()).sum())
+            frames += len(held)
+        scores[noise] = total / frames
+    best = max(cands, key=lambda c: scores[c])
+    return best, scores
 
 
 # --- losses (Eq. 13-14) and evaluation helpers ---------------------------------------------
@@ -284,9 +519,7 @@ def gaussian_nll(train: torch.Tensor, test: torch.Tensor) -> float:
     """Mean NLL per frame (nats) of ``test`` under a full-covariance Gaussian fitted to ``train``."""
     x = train.reshape(-1, train.shape[-1]).double()
     y = test.reshape(-1, test.shape[-1]).double()
-    mean = x.mean(0)
-    cov = torch.cov(x.T) + 1e-6 * torch.eye(x.shape[1], dtype=x.dtype)
-    dist = torch.distributions.MultivariateNormal(mean, covariance_matrix=cov)
+    dist = torch.distributions.MultivariateNormal(x.mean(0), covariance_matrix=shrunk_covariance(x))
     return float(-dist.log_prob(y).mean())
 
 

@@ -6,8 +6,11 @@
   ground-truth pose/expression weights (Eq. 2); the frozen SyncNet expert embeds that
   window (s) and its MFCC window (v) for Eq. 12. Only E_a and the head train.
 * ``train_pose``: an own E_a + the flow phi_p with L_MLE + L^p_rec + L_tem (Eqs. 13-14) on
-  random crops of the W^p sequences, then the lag-1 latent correlation is calibrated on
-  the train split so sampled jitter matches the ground truth's.
+  random crops of the W^p sequences. The flow starts as the (shrunk) full-covariance
+  Gaussian of all train W^p; its learned layers train on the train identities outside a
+  held-out group (a part of the *train* split), and the state with the best held-out
+  NLL is kept (early stopping; step 0, the Gaussian itself, included). The sampling
+  latent's temporal structure is then fitted to the train sequences.
 * ``train_expression``: E_S (small configuration, from scratch offline) + MLP^e_A, E_T
   frozen with precomputed transcript embeddings, L_exp = L1 with Eq. 15's masking;
   targets are the per-clip mean W^e.
@@ -46,7 +49,7 @@ from .audio_encoder import AudioEncoder, frame_windows
 from .config import (A2MConfig, AudioEncoderConfig, ExpressionConfig, MouthConfig, PoseFlowConfig,
                      SemanticEncoderConfig)
 from .mouth import AudioToMouth, mouth_feature_loss, sync_loss
-from .pose_flow import PoseFlow, mle_loss, pose_losses
+from .pose_flow import PoseFlow, jitter, mle_loss, pose_losses, select_noise
 from .semantic_expression import SemanticExpression, expression_loss
 
 log = logging.getLogger(__name__)
@@ -87,11 +90,15 @@ class PoseTrainConfig:
     mle_weight: float = 1.0          # Eq. 13
     rec_weight: float = 1.0          # Eq. 14, L^p_rec
     tem_weight: float = 1.0          # Eq. 14, L_tem
-    jitter_ratio: float = 1.0        # calibrated sampled jitter / ground-truth jitter
-    max_rho: float = 0.9999          # upper end of the rho search (smooth real head motion
-                                     # needs 1 - rho ~ 1e-3 at 25 fps)
-    noise: float = 0.0               # Gaussian noise on W^p (x per-dim train std) in L_MLE:
-                                     # smooths the learned density, guards against overfitting
+    jitter_ratio: float = 1.0        # cap: sampled jitter <= jitter_ratio x ground truth (train)
+    max_rho: float = 0.9999          # upper end of the latent's lag-1 correlation
+    noise: float | str = 0.0         # Gaussian dequantisation noise on W^p (x per-dim train std)
+                                     # in L_MLE; the flow's Gaussian S is shrunk to match.
+                                     # "auto": leave-one-identity-out choice from NOISE_GRID
+    holdout: float = 0.25            # fraction of train identities kept out of the updates and
+                                     # used for early stopping (0 = off, train on all)
+    eval_every: int = 10             # held-out NLL + jitter every n steps; the best state is kept
+    refit: bool = True               # then train afresh on all train clips for the chosen steps
 
 
 @dataclass(frozen=True)
@@ -149,6 +156,7 @@ class ClipData:
     exp: np.ndarray           # (T, 10) W^e
     pixel_index: np.ndarray   # (T,) rows of the pixel cache
     audio_path: str = ""
+    identity: str = ""        # speaker / synthetic identity ("" when the manifest has none)
 
     def __len__(self) -> int:
         return len(self.mouth)
@@ -184,7 +192,8 @@ def load_clips(features_dir: str | Path, weights_path: str | Path,
             mouth=np.stack(part["w_mouth"].to_numpy()).astype(np.float32),
             pose=np.stack(part["w_pose"].to_numpy()).astype(np.float32),
             exp=np.stack(part["w_exp"].to_numpy()).astype(np.float32),
-            pixel_index=part["pixel_index"].to_numpy(np.int64), audio_path=audio))
+            pixel_index=part["pixel_index"].to_numpy(np.int64), audio_path=audio,
+            identity=str(meta["identity"]) if pd.notna(meta.get("identity")) else ""))
     if not out:
         raise ValueError(f"no clips of split(s) {list(splits)} in {root} joined with {weights_path}")
     return out
@@ -416,7 +425,15 @@ class AudioPose(nn.Module):
         self.flow = PoseFlow(flow)
 
     def features(self, windows: torch.Tensor) -> torch.Tensor:
-        """(B, T, steps, D) windows -> f^a (B, T, C)."""
+        """(B, T, steps, D) windows -> f^a (B, T, C).
+
+        With ``flow.cfg.audio_cmn`` the windows are mean-normalised per sequence first
+        (cepstral mean normalisation over all frames and steps): the static voice of the
+        speaker (and the channel) is removed, the pose is conditioned on how the speech
+        moves, and the flow cannot learn the training speakers' W^p from their voices.
+        """
+        if self.flow.cfg.audio_cmn and windows.ndim == 4:
+            windows = windows - windows.mean(dim=(1, 2), keepdim=True)
         return self.encoder(windows)
 
 
@@ -437,46 +454,197 @@ def pose_windows(clips: Sequence[ClipData], feature: str, context: int) -> dict[
     return {c.clip_id: frame_windows(c.features(feature), context) for c in clips}
 
 
+NOISE_GRID = (0.0, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0)   # candidates of noise: auto
+
+
+def _group(clip: ClipData) -> str:
+    return clip.identity or clip.clip_id
+
+
+def resolve_noise(noise: float | str, clips: Sequence[ClipData]) -> tuple[float, dict[float, float]]:
+    """The dequantisation noise: the number given, or for "auto" the leave-one-identity-out
+    best of ``NOISE_GRID`` for the Gaussian part (``pose_flow.select_noise``) and its scores."""
+    if not (isinstance(noise, str) and noise == "auto"):
+        return float(noise), {}
+    by: dict[str, list[np.ndarray]] = {}
+    for c in clips:
+        by.setdefault(_group(c), []).append(c.pose)
+    groups = [torch.from_numpy(np.concatenate(v)) for _, v in sorted(by.items())]
+    return select_noise(groups, NOISE_GRID)
+
+
+def holdout_split(clips: Sequence[ClipData], fraction: float, seed: int
+                  ) -> tuple[list[ClipData], list[ClipData]]:
+    """(fit, held): ``fraction`` of the identities (at least one, never all), drawn with ``seed``."""
+    names = sorted({_group(c) for c in clips})
+    n = min(max(int(round(fraction * len(names))), 1), len(names) - 1) if fraction > 0 else 0
+    if n <= 0:
+        return list(clips), []
+    held = set(np.random.default_rng([seed, 11]).permutation(names)[:n].tolist())
+    return [c for c in clips if _group(c) not in held], [c for c in clips if _group(c) in held]
+
+
+class _BestState:
+    """Early stopping: the state with the lowest held-out NLL among those whose held-out
+    sample jitter is at most ``max_ratio`` x the ground truth's (if none is, the smoothest),
+    persisted next to the loop's checkpoints so that a resumed run makes the same choice
+    as an uninterrupted one."""
+
+    def __init__(self, path: Path, fingerprint: str, max_ratio: float) -> None:
+        self.path, self.fingerprint, self.max_ratio = path, fingerprint, max_ratio
+        self.nll, self.ratio, self.step, self.state = float("inf"), float("inf"), -1, None
+        self.curve: list[tuple[int, float, float]] = []   # (step, NLL, jitter ratio) seen here
+        found = checkpoints(path.parent)
+        resuming = bool(found) and torch.load(found[-1][1], map_location="cpu",
+                                              weights_only=True).get("fingerprint") == fingerprint
+        if resuming and path.is_file():
+            saved = torch.load(path, map_location="cpu", weights_only=True)
+            if saved.get("fingerprint") == fingerprint:
+                self.nll, self.ratio = float(saved["nll"]), float(saved["ratio"])
+                self.step, self.state = int(saved["step"]), saved["model"]
+        elif path.is_file():
+            path.unlink()
+
+    def _key(self, nll: float, ratio: float) -> tuple[bool, float]:
+        ok = ratio <= self.max_ratio
+        return (not ok, nll if ok else ratio)
+
+    def offer(self, step: int, nll: float, ratio: float, module: nn.Module, persist: bool = True) -> None:
+        self.curve.append((step, round(nll, 4), round(ratio, 3)))
+        if self._key(nll, ratio) < self._key(self.nll, self.ratio):
+            self.nll, self.ratio, self.step = nll, ratio, step
+            self.state = {k: v.detach().clone() for k, v in module.state_dict().items()}
+            if persist:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                with atomic.atomic_path(self.path) as tmp:
+                    torch.save({"model": self.state, "nll": nll, "ratio": ratio, "step": step,
+                                "fingerprint": self.fingerprint}, tmp)
+
+    def restore(self, module: nn.Module) -> None:
+        if self.state is not None:
+            module.load_state_dict(self.state)
+
+
 def train_pose(clips: Sequence[ClipData], cfg: PoseTrainConfig, a2m: A2MConfig, out_dir: str | Path,
                live_dir: str | Path | None = None, stop_after: int | None = None,
                fingerprint: str = "") -> tuple[AudioPose, LoopResult, float]:
-    """L_MLE + L^p_rec + L_tem on random crops; then calibrate rho. Returns (model, loop, rho)."""
+    """L_MLE + L^p_rec + L_tem on random crops with early stopping; then fit the sampling latent.
+
+    S (the flow's Gaussian) is fitted to all train clips. The learned layers train on the
+    clips outside a held-out group of train identities (``cfg.holdout``); every
+    ``cfg.eval_every`` steps the held-out NLL per frame and sample jitter are measured and
+    the best state is kept (lowest NLL among states whose jitter ratio is within
+    ``cfg.jitter_ratio``; step 0, the Gaussian itself, competes too). With ``cfg.refit``
+    a fresh model then trains on all train clips for the chosen number of steps. The
+    returned loop is the selection run's (its seconds include the refit);
+    ``model.train_info`` records the noise, the held-out identities, the curve and the
+    chosen step. Returns (model, loop, rho).
+    """
     enc = feature_encoder_config(a2m.mouth.encoder, cfg.feature)
-    torch.manual_seed(cfg.loop.seed)
-    model = AudioPose(enc, a2m.pose)
-    model.flow.fit_normalization(torch.from_numpy(np.concatenate([c.pose for c in clips])))
-    length = min(cfg.seq_len, min(len(c) for c in clips))
+    noise, noise_scores = resolve_noise(cfg.noise, clips)
+    all_w = torch.from_numpy(np.concatenate([c.pose for c in clips]))
+    fit, held = holdout_split(clips, cfg.holdout, cfg.loop.seed)
     windows = pose_windows(clips, cfg.feature, enc.context_frames)
+    ckpt_dir = Path(out_dir) / "checkpoints" / "pose"
 
-    def step_fn(step: int) -> dict[str, torch.Tensor]:
-        w, x = _crops(clips, windows, cfg.loop.batch, length, step_rng(cfg.loop.seed, step))
-        fa = model.features(x)
-        terms = pose_losses(model.flow, w, fa)
-        if cfg.noise > 0:
-            g = step_generator(cfg.loop.seed, step, 2)
-            noisy = w + cfg.noise * model.flow.std * torch.randn(w.shape, generator=g)
-            terms["mle"] = mle_loss(model.flow, noisy, fa)
-        return {"mle": cfg.mle_weight * terms["mle"], "rec": cfg.rec_weight * terms["rec"],
-                "tem": cfg.tem_weight * terms["tem"]}
+    def fresh() -> AudioPose:
+        torch.manual_seed(cfg.loop.seed)
+        m = AudioPose(enc, a2m.pose)
+        m.flow.fit_normalization(all_w, noise)
+        return m
 
-    result = run_loop(model, step_fn, cfg.loop, Path(out_dir) / "checkpoints" / "pose", live_dir,
-                      stop_after, fingerprint)
+    def make_step(model: AudioPose, train_clips: Sequence[ClipData],
+                  best: _BestState | None = None) -> Callable[[int], dict[str, torch.Tensor]]:
+        length = min(cfg.seq_len, min(len(c) for c in train_clips))
+
+        def step_fn(step: int) -> dict[str, torch.Tensor]:
+            extra = {}
+            if best is not None and step % cfg.eval_every == 0:   # weights before this update
+                nll, ratio = heldout_scores(model, fit, held, windows, cfg)
+                best.offer(step, nll, ratio, model)
+                extra = {"_heldout_nll": torch.tensor(nll), "_heldout_jitter_ratio": torch.tensor(ratio)}
+            w, x = _crops(train_clips, windows, cfg.loop.batch, length, step_rng(cfg.loop.seed, step))
+            fa = model.features(x)
+            terms = pose_losses(model.flow, w, fa)
+            if noise > 0:
+                g = step_generator(cfg.loop.seed, step, 2)
+                noisy = w + noise * model.flow.std * torch.randn(w.shape, generator=g)
+                terms["mle"] = mle_loss(model.flow, noisy, fa)
+            return {"mle": cfg.mle_weight * terms["mle"], "rec": cfg.rec_weight * terms["rec"],
+                    "tem": cfg.tem_weight * terms["tem"], **extra}
+        return step_fn
+
+    model = fresh()
+    best = _BestState(ckpt_dir / "best.pt", fingerprint, cfg.jitter_ratio) if held else None
+    result = run_loop(model, make_step(model, fit, best), cfg.loop, ckpt_dir, live_dir, stop_after,
+                      fingerprint)
+    chosen, refit_steps = result.step, 0
+    if best is not None:
+        complete = result.step == cfg.loop.steps
+        best.offer(result.step, *heldout_scores(model, fit, held, windows, cfg), model, persist=complete)
+        best.restore(model)
+        chosen = best.step
+        if cfg.refit and complete and chosen > 0:     # the chosen length, on every train identity
+            model = fresh()
+            again = run_loop(model, make_step(model, clips), replace(cfg.loop, steps=chosen),
+                             ckpt_dir / "refit", None, None, f"{fingerprint}|refit:{chosen}")
+            result = replace(result, seconds=result.seconds + again.seconds)
+            refit_steps = chosen
+    model.eval()
+    model.train_info = {"noise": noise, "noise_scores": noise_scores,
+                        "heldout_identities": sorted({_group(c) for c in held}),
+                        "best_step": chosen, "refit_steps": refit_steps,
+                        "best_heldout_nll": best.nll if best else float("nan"),
+                        "best_heldout_jitter_ratio": best.ratio if best else float("nan"),
+                        "heldout_curve": best.curve if best else []}
     rho = calibrate_pose(model, clips, cfg)
     return model, result, rho
 
 
 @torch.no_grad()
+def heldout_scores(model: AudioPose, fit: Sequence[ClipData], held: Sequence[ClipData],
+                   windows: dict[str, torch.Tensor], cfg: PoseTrainConfig,
+                   max_fit_clips: int = 8) -> tuple[float, float]:
+    """(NLL per frame, sample jitter / ground-truth jitter) of the held-out clips.
+
+    For the jitter, the sampling latent is fitted to at most ``max_fit_clips`` of the
+    ``fit`` clips spread over the list (the module's rho / shared buffers are left as they
+    were); one sample per held-out clip, seeded.
+    """
+    flow = model.flow
+    picks = np.unique(np.linspace(0, len(fit) - 1, min(max_fit_clips, len(fit))).round().astype(int))
+    fit = [fit[i] for i in picks]
+    feats = {c.clip_id: model.features(windows[c.clip_id][None]) for c in (*fit, *held)}
+    total = sum(float(flow.log_prob(torch.from_numpy(c.pose)[None], feats[c.clip_id]).sum()) for c in held)
+    nll = -total / sum(len(c) for c in held)
+    kept = flow.rho.clone(), flow.shared.clone()
+    flow.fit_temporal_correlation([torch.from_numpy(c.pose)[None] for c in fit],
+                                  [feats[c.clip_id] for c in fit], max_rho=cfg.max_rho)
+    g = torch.Generator().manual_seed(cfg.loop.seed)
+    jit_s = [jitter(flow.sample(feats[c.clip_id], generator=g)) for c in held]
+    flow.rho.copy_(kept[0])
+    flow.shared.copy_(kept[1])
+    jit_g = [jitter(torch.from_numpy(c.pose)[None]) for c in held]
+    return nll, float(np.mean(jit_s)) / max(float(np.mean(jit_g)), 1e-12)
+
+
+@torch.no_grad()
 def calibrate_pose(model: AudioPose, clips: Sequence[ClipData], cfg: PoseTrainConfig,
                    max_clips: int = 8) -> float:
-    """rho such that sampled jitter = ``jitter_ratio`` x ground truth on equal-length train crops.
+    """Fit the sampling latent's rho / shared fraction to all train clips, then cap the jitter.
 
-    Uses at most ``max_clips`` clips spread over the list (each bisection step samples them all).
+    The cap (rho only ever raised) holds sampled jitter to ``jitter_ratio`` x the ground
+    truth on equal-length crops of at most ``max_clips`` clips spread over the list.
+    Returns max(rho).
     """
+    windows = pose_windows(clips, cfg.feature, model.encoder.cfg.context_frames)
+    model.flow.fit_temporal_correlation([torch.from_numpy(c.pose)[None] for c in clips],
+                                        [model.features(windows[c.clip_id][None]) for c in clips],
+                                        max_rho=cfg.max_rho)
     picks = np.linspace(0, len(clips) - 1, min(max_clips, len(clips))).round().astype(int)
     clips = [clips[i] for i in np.unique(picks)]
     length = min(len(c) for c in clips)
     w = torch.stack([torch.from_numpy(c.pose[:length]) for c in clips])
-    windows = pose_windows(clips, cfg.feature, model.encoder.cfg.context_frames)
     fa = model.features(torch.stack([windows[c.clip_id][:length] for c in clips]))
     return model.flow.calibrate_temporal_correlation(w, fa, target_ratio=cfg.jitter_ratio,
                                                      seed=cfg.loop.seed, iters=16, max_rho=cfg.max_rho)
@@ -597,7 +765,15 @@ def pose_train_config(section: dict[str, Any], seed: int) -> PoseTrainConfig:
     return PoseTrainConfig(loop=_loop(section, p, seed), feature=p["feature"], seq_len=int(p["seq_len"]),
                            mle_weight=float(p["mle_weight"]), rec_weight=float(p["rec_weight"]),
                            tem_weight=float(p["tem_weight"]), jitter_ratio=float(p["jitter_ratio"]),
-                           noise=float(p.get("noise", 0.0)), max_rho=float(p.get("max_rho", 0.9999)))
+                           noise=_noise_param(p.get("noise", 0.0)), max_rho=float(p.get("max_rho", 0.9999)),
+                           holdout=float(p.get("holdout", 0.25)), eval_every=int(p.get("eval_every", 10)),
+                           refit=bool(p.get("refit", True)))
+
+
+def _noise_param(v: Any) -> float | str:
+    if isinstance(v, str) and v.strip().lower() == "auto":
+        return "auto"
+    return float(v)
 
 
 def expression_train_config(section: dict[str, Any], seed: int) -> ExpressionTrainConfig:

@@ -4,7 +4,7 @@ Two profiles share one code path:
 
 * ``paper``: 256 px, 512-d latent, 20/6/10 bases, StyleGAN2 channel table with
   ``channel_multiplier`` 1 -- exactly the shapes of the released ``EDTalk.pt``.
-* ``tiny``: the CPU default, 64 px, 128-d latent, at most 128 channels, same banks.
+* ``tiny``: the CPU default, 64 px, 128-d latent, 16..64 channels, same banks.
 """
 
 from __future__ import annotations
@@ -69,7 +69,7 @@ class EDTalkConfig:
 
 PROFILES: dict[str, EDTalkConfig] = {
     "paper": EDTalkConfig(),
-    "tiny": EDTalkConfig(size=64, latent_dim=128, channel_base=32, channel_max=128, eem_hidden=64),
+    "tiny": EDTalkConfig(size=64, latent_dim=128, channel_base=16, channel_max=64, eem_hidden=64),
 }
 
 

@@ -52,7 +52,11 @@ class StageConfig:
     perceptual: PerceptualConfig = field(default_factory=PerceptualConfig)
     train_discriminator: bool = True
     threads: int | None = 1            # torch CPU threads (1: no OpenMP spin under a shared CPU)
+    device: str = "auto"               # auto (CUDA when available, else CPU) | cpu | cuda | cuda:N
     # stage specifics
+    identity_warp_init: bool = True    # fresh models: flow and RGB heads start at zero (see stages.py)
+    pairs: str = "clip"                # autoencoder: identity/driving frames from one clip | one identity
+    source_affine: float = 0.0         # autoencoder: random similarity warp of the identity frame
     pretrained: str | None = None      # autoencoder: official EDTalk.pt / LIA weights to load instead
     mouth_margin: int = 3              # mouth_pose: pixels around landmarks 48-67
     mouth_feather: int = 2             # mouth_pose: soft edge width of the pasted mouth

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+import torch.nn.functional as F
 
 from edtalk.data.pixel_cache import PixelCache
 
@@ -79,6 +80,29 @@ def pick_clip_frames(table: FrameTable, rng: np.random.Generator, batch: int, pe
     return np.stack([rng.choice(table.clip_rows[c], size=per_clip, replace=False) for c in chosen])
 
 
+def pick_identity_frames(table: FrameTable, rng: np.random.Generator, batch: int, per_identity: int
+                         ) -> np.ndarray:
+    """(batch, per_identity) distinct rows, each row of frames of one random identity (any clips)."""
+    idents = [i for i, rows in enumerate(table.identity_rows) if len(rows) >= per_identity]
+    chosen = rng.choice(idents, size=batch, replace=len(idents) < batch)
+    return np.stack([rng.choice(table.identity_rows[i], size=per_identity, replace=False) for i in chosen])
+
+
+def random_similarity(images: torch.Tensor, rng: np.random.Generator, amount: float) -> torch.Tensor:
+    """Each image warped by its own random similarity transform: rotation up to ``amount``
+    radians, translation up to ``amount`` half-widths, scale within 1 +- amount/2 (border
+    pixels repeat). The autoencoder's identity frames get it so that copying the identity
+    costs more than following the driving frame's motion (the corpus' own head motion is small)."""
+    n = images.shape[0]
+    ang = torch.from_numpy(rng.uniform(-amount, amount, n)).float()
+    scale = torch.from_numpy(rng.uniform(1 - amount / 2, 1 + amount / 2, n)).float()
+    shift = torch.from_numpy(rng.uniform(-amount, amount, (n, 2))).float()
+    cos, sin = scale * torch.cos(ang), scale * torch.sin(ang)
+    theta = torch.stack([torch.stack([cos, -sin, shift[:, 0]], 1), torch.stack([sin, cos, shift[:, 1]], 1)], 1)
+    grid = F.affine_grid(theta, list(images.shape), align_corners=False)
+    return F.grid_sample(images, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
 def shard(x: np.ndarray, rank: int, world: int) -> np.ndarray:
     """Rows rank, rank + world, ... of a combined batch (interleaved DDP split)."""
     if len(x) % world:
@@ -132,10 +156,24 @@ def paste_mouth(src: np.ndarray, dst: np.ndarray, lm_src: np.ndarray, lm_dst: np
 # --- the three stages' batches ------------------------------------------------------------
 
 def autoencoder_batch(table: FrameTable, seed: int, step: int, batch: int, rank: int = 0,
-                      world: int = 1) -> dict[str, torch.Tensor]:
-    """Identity frame I^i and driving frame I^d of the same clip."""
-    rows = shard(pick_clip_frames(table, step_rng(seed, step), batch, 2), rank, world)
-    return {"identity": table.images(rows[:, 0]), "driving": table.images(rows[:, 1])}
+                      world: int = 1, pairs: str = "clip", source_affine: float = 0.0
+                      ) -> dict[str, torch.Tensor]:
+    """Identity frame I^i and driving frame I^d of the same clip (``pairs="clip"``, LIA's
+    sampling) or of the same identity (``"identity"``: any two clips, as EDTalk-V is tested);
+    with ``source_affine`` > 0 the identity frame is randomly warped (``random_similarity``)."""
+    rng = step_rng(seed, step)
+    if pairs not in ("clip", "identity"):
+        raise ValueError(f"autoencoder pairs must be 'clip' or 'identity', got {pairs!r}")
+    pick = pick_clip_frames if pairs == "clip" else pick_identity_frames
+    rows = pick(table, rng, batch, 2)
+    identity = table.images(shard(rows, rank, world)[:, 0])
+    if source_affine > 0:       # drawn for the combined batch, so every rank keeps its own rows
+        warp_rng = step_rng(seed, step, salt=3)
+        idx = np.arange(batch)[rank::world]
+        full = torch.zeros((batch, *identity.shape[1:]))
+        full[idx] = identity
+        identity = random_similarity(full, warp_rng, source_affine)[idx]
+    return {"identity": identity, "driving": table.images(shard(rows, rank, world)[:, 1])}
 
 
 def mouth_pose_batch(table: FrameTable, seed: int, step: int, batch: int, rank: int = 0,

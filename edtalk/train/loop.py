@@ -24,6 +24,7 @@ size (4), so that case matches to float tolerance as well.
 from __future__ import annotations
 
 import logging
+import os
 import re
 import shutil
 import time
@@ -39,7 +40,7 @@ from edtalk.model import Discriminator, EDTalk, load_checkpoint, profile, save_c
 from .config import StageConfig
 from .data import FrameTable
 from .losses import Perceptual, adv_discriminator
-from .stages import STAGES, Context, Stage, check_frozen, frozen_snapshot
+from .stages import STAGES, Context, Stage, check_frozen, frozen_snapshot, identity_warp_start
 
 log = logging.getLogger(__name__)
 CKPT = re.compile(r"step-(\d{8})\.pt$")
@@ -87,6 +88,22 @@ def allreduce_mean_(tensors: list[torch.Tensor]) -> None:
         offset += t.numel()
 
 
+def resolve_device(name: str = "auto") -> torch.device:
+    """The training device: ``auto`` is CUDA when available (under torchrun each rank takes
+    its ``LOCAL_RANK`` GPU), else the CPU. An unavailable device is refused by name."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    dev = torch.device(name)
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise RuntimeError(f"training device {name!r} requested but CUDA is not available")
+        if dev.index is None:
+            dev = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+    elif dev.type != "cpu":
+        raise ValueError(f"unsupported training device {name!r} (auto, cpu, cuda, cuda:N)")
+    return dev
+
+
 def _grads(params: list[torch.nn.Parameter]) -> list[torch.Tensor]:
     for p in params:
         if p.grad is None:
@@ -105,6 +122,8 @@ def build(cfg: StageConfig, init: str | Path | None = None) -> tuple[EDTalk, Dis
         if init is not None:
             raise FileNotFoundError(f"initial checkpoint {init} does not exist")
         model, extra = EDTalk(profile(cfg.profile, **cfg.model_overrides)), {}
+        if cfg.identity_warp_init:
+            identity_warp_start(model)
     torch.manual_seed(cfg.seed + 1)
     disc = Discriminator(model.cfg)
     if extra.get("disc"):
@@ -157,7 +176,11 @@ def train(cfg: StageConfig, table: FrameTable, out_dir: str | Path, model: EDTal
         raise ValueError(f"batch {cfg.batch} is not divisible by {size} ranks")
     ckpt_dir = Path(out_dir) / "checkpoints"
     ckpt_dir.mkdir(parents=True, exist_ok=True)
+    dev = resolve_device(cfg.device)
     torch.manual_seed(cfg.seed + 2)
+    model.to(dev)
+    if disc is not None:
+        disc.to(dev)
     model.set_trainable(*stage.groups)
     model.train()
     frozen = frozen_snapshot(model, stage.groups)
@@ -190,7 +213,7 @@ def train(cfg: StageConfig, table: FrameTable, out_dir: str | Path, model: EDTal
         torch.set_rng_state(extra["rng"])
         check_frozen(model, frozen)
         log.info("%s: resumed from %s (step %d)", cfg.stage, path, start)
-    perceptual = perceptual or Perceptual(cfg.perceptual, seed=cfg.seed)
+    perceptual = (perceptual or Perceptual(cfg.perceptual, seed=cfg.seed)).to(dev)
     ctx = Context(model, disc, perceptual, cfg, motion_nets or [])
     live = None
     if rank == 0 and live_dir is not None:
@@ -206,7 +229,7 @@ def train(cfg: StageConfig, table: FrameTable, out_dir: str | Path, model: EDTal
     end = cfg.steps if stop_after is None else min(cfg.steps, start + stop_after)
     t0 = time.perf_counter()
     for step in range(start, end):
-        batch = stage.make_batch(table, cfg, step, rank, size)
+        batch = {k: v.to(dev, non_blocking=True) for k, v in stage.make_batch(table, cfg, step, rank, size).items()}
         if disc is not None:
             disc.requires_grad_(False)
         out = stage.losses(ctx, batch)
@@ -239,5 +262,7 @@ def train(cfg: StageConfig, table: FrameTable, out_dir: str | Path, model: EDTal
     seconds = time.perf_counter() - t0
     check_frozen(model, frozen)
     n = max(end - start, 0)
-    model.requires_grad_(False).eval()
+    model.requires_grad_(False).eval().cpu()        # callers (validation, saving) work on the CPU
+    if disc is not None:
+        disc.cpu()
     return TrainResult(model, disc, end, start, seconds, n * cfg.batch / seconds if n else 0.0, last, live)

@@ -97,14 +97,15 @@ def load_or_train_face_net(path: Path, table: FrameTable, seed: int, steps: int)
     return net
 
 
-def emotion_evaluator(path: str | os.PathLike | None) -> tuple[Callable[[torch.Tensor], torch.Tensor], str] | None:
+def emotion_evaluator(path: str | os.PathLike | None, device: torch.device | str = "cpu"
+                      ) -> tuple[Callable[[torch.Tensor], torch.Tensor], str] | None:
     """psi from the in-pipeline emotion evaluator, or None when its checkpoint is absent."""
     if not path or not Path(path).is_file():
         return None
     from metrics import emotion  # the evaluator lives with the metrics; imported only when present
 
     net, label = emotion.load(path)
-    net.requires_grad_(False).eval()
+    net.requires_grad_(False).eval().to(device)
     size = net.config.image_size
 
     def psi(img: torch.Tensor) -> torch.Tensor:
@@ -115,12 +116,12 @@ def emotion_evaluator(path: str | os.PathLike | None) -> tuple[Callable[[torch.T
     return psi, label if label.startswith("emotion") else f"emotion:{label}"
 
 
-def motion_networks(face: FaceNet, emotion_checkpoint: str | None
+def motion_networks(face: FaceNet, emotion_checkpoint: str | None, device: torch.device | str = "cpu"
                     ) -> tuple[list[Callable[[torch.Tensor], torch.Tensor]], list[str]]:
-    """[phi, psi] for Eq. 9 and their names."""
+    """[phi, psi] for Eq. 9 and their names (the emotion evaluator is put on ``device``)."""
     def phi(img: torch.Tensor) -> torch.Tensor:
         return face(img)[0]
-    evaluator = emotion_evaluator(emotion_checkpoint)
+    evaluator = emotion_evaluator(emotion_checkpoint, device)
     if evaluator is None:
         def psi(img: torch.Tensor) -> torch.Tensor:
             return face(img)[1]

@@ -27,7 +27,7 @@ from edtalk.model import EDTalk, load_checkpoint, save_checkpoint
 
 from .config import StageConfig, stage_config
 from .data import FrameTable, step_rng
-from .loop import build, train, world
+from .loop import build, resolve_device, train, world
 from .losses import Perceptual
 from .motion_nets import landmark_error_px, load_or_train_face_net, motion_networks
 from .stages import STAGES, describe, neutral_start
@@ -115,8 +115,9 @@ def _run_stage(cfg: StageConfig, features_dir: str | Path, models_dir: str | Pat
     nets, names = [], []
     if cfg.stage == "expression" and cfg.weights.mot:
         face = load_or_train_face_net(out_dir / "face_net.pt", table, cfg.seed, cfg.aux_steps)
-        nets, names = motion_networks(face, cfg.emotion_checkpoint)
         summary["face_net_landmark_err_px"] = landmark_error_px(face, table, np.arange(0, len(table), 7))
+        nets, names = motion_networks(face.to(resolve_device(cfg.device)), cfg.emotion_checkpoint,
+                                      resolve_device(cfg.device))
     summary.update(describe(STAGES[cfg.stage], model), perceptual=perceptual.name, mot_networks=names)
     log.info("%s: Phi = %s; L_mot networks = %s", cfg.stage, perceptual.name, names or "none")
     key = fingerprint(cfg, init, ",".join(names))
@@ -152,10 +153,11 @@ def _cli() -> None:
 
     with open(args.params, encoding="utf-8") as handle:
         params = yaml.safe_load(handle)
+    cfg = stage_config(params, args.stage)
     if "WORLD_SIZE" in os.environ and int(os.environ["WORLD_SIZE"]) > 1:
-        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+        dist.init_process_group("nccl" if resolve_device(cfg.device).type == "cuda" else "gloo")
     try:
-        print(run_stage(stage_config(params, args.stage), args.features, args.models, args.live))
+        print(run_stage(cfg, args.features, args.models, args.live))
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()

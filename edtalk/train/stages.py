@@ -147,7 +147,8 @@ def expression_losses(ctx: Context, batch: Batch) -> StageOutput:
 STAGES: dict[str, Stage] = {
     "autoencoder": Stage(
         "autoencoder", ("E", "G", "trunk", "MLN", "PLN"), ("rec", "per", "adv"),
-        lambda t, c, step, r, w: autoencoder_batch(t, c.seed, step, c.batch, r, w),
+        lambda t, c, step, r, w: autoencoder_batch(t, c.seed, step, c.batch, r, w, c.pairs,
+                                                   c.source_affine),
         autoencoder_losses),
     "mouth_pose": Stage(
         "mouth_pose", ("trunk", "MLN", "PLN"), ("rec", "per", "adv", "self", "fea"),
@@ -159,6 +160,20 @@ STAGES: dict[str, Stage] = {
         lambda t, c, step, r, w: expression_batch(t, c.seed, step, c.batch, c.window, r, w),
         expression_losses),
 }
+
+
+def identity_warp_start(model: EDTalk) -> None:
+    """Start a fresh generator at "copy the identity": every ToFlow's modulated conv and every
+    ToRGB's conv get zero weights, so flows start at the identity warp (mask 1/2) and the RGB
+    heads grow from zero along the reconstruction error. With random heads the early flows
+    are large random warps and the fine levels' noise is first switched off through their
+    masks, after which the generator learns blurred, coarse-level images for a long time.
+    An initialisation only: shapes and the forward pass are the release's."""
+    with torch.no_grad():
+        for head in model.dec.to_flows:
+            head.conv.weight.zero_()
+        for head in model.dec.to_rgbs:
+            head.conv[0].weight.zero_()
 
 
 def neutral_start(model: EDTalk) -> None:
