@@ -23,7 +23,8 @@ from edtalk import generate as gen
 from edtalk.audio2motion import evaluation, train as a2m
 from edtalk.audio2motion.driver import AudioDriver
 from edtalk.audio2motion.sync_check import SyncItem, audio_shift_offsets
-from edtalk.data import atomic, media
+from edtalk.data import atomic
+from edtalk.data.pixel_cache import PixelCache
 from metrics import sync
 from metrics.evaluators.backends import choose
 from metrics.evaluators.baselines import identity_source
@@ -62,9 +63,10 @@ def evaluate_audio2motion(params: dict[str, Any], features_dir: str = "data/feat
         # the generate stage's identity frame (another clip of the same identity; splits are by identity)
         clips_manifest = pd.DataFrame({"clip_id": [c.clip_id for c in test],
                                        "identity": [c.identity or c.clip_id for c in test]})
-        items = [SyncItem(c.clip_id, media.read_frames(
-                     Path(crop_dir) / "clips" / f"{identity_source(clips_manifest, c.clip_id)}.mp4",
-                     max_frames=1)[0][0], w, text_of.get(c.clip_id) or None)
+        pixels = PixelCache(Path(features_dir) / "pixels.npy")      # decoded crops, no mp4 decode
+        first_row = {c.clip_id: int(c.pixel_index[0]) for c in test}
+        items = [SyncItem(c.clip_id, pixels[first_row[identity_source(clips_manifest, c.clip_id)]], w,
+                          text_of.get(c.clip_id) or None)
                  for c, w in list(zip(test, waves))[: int(ev["sync_clips"])]]
         summary["sync"] = {"backend": net.backend,
                            **audio_shift_offsets(model, driver, items, net, tuple(ev["sync_shifts"]),

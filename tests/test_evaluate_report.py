@@ -102,7 +102,7 @@ def evaluated(tmp_path_factory, prefect_harness):
     params = tiny_params(crop__size=64)
     params["evaluators"].update(heldout_splits=["test"], sync_shifts=[0, 2])
     params["evaluators"]["syncnet"]["steps"] = 3
-    params["evaluators"]["emotion"]["steps"] = 3
+    params["evaluators"]["emotion"].update(steps=3, landmark_steps=3)
     params["evaluators"]["landmarks"]["steps"] = 20
     _run_chain(params, root)
     feats, crop, models, rep = (str(root / p) for p in ("features", "crop", "models", "reports"))
