@@ -122,9 +122,10 @@ def procrustes_align(points: torch.Tensor, reference: torch.Tensor, eps: float =
     return torch.stack([zr * px - zi * py, zr * py + zi * px], -1)
 
 
-def _placeholder_shape() -> torch.Tensor:
-    """A non-degenerate stand-in reference (points on an ellipse) until the shape statistics
-    of a corpus are fitted (``FrameAttentionNet.fit_shape_statistics``)."""
+def _initial_reference_shape() -> torch.Tensor:
+    """The reference shape a fresh network aligns to (68 points on an ellipse: any
+    non-degenerate shape works); training replaces it with the corpus' mean shape
+    (``FrameAttentionNet.fit_shape_statistics``) and it is saved with the weights."""
     t = torch.arange(N_LANDMARKS, dtype=torch.float32) * (2 * torch.pi / N_LANDMARKS)
     return torch.stack([0.3 * torch.cos(t), 0.4 * torch.sin(t)], -1)
 
@@ -150,7 +151,7 @@ class FrameAttentionNet(nn.Module):
             self.trunk, dim = _small_trunk(config.width)
         elif config.backbone == "landmarks":
             self.landmarker = HeatmapLandmarks(config.width)
-            self.register_buffer("shape_reference", _placeholder_shape())            # K x 2, centred
+            self.register_buffer("shape_reference", _initial_reference_shape())            # K x 2, centred
             self.register_buffer("shape_mean", torch.zeros(2 * N_LANDMARKS))
             self.register_buffer("shape_scale", torch.ones(2 * N_LANDMARKS))
             dim = config.hidden
