@@ -18,7 +18,7 @@ $(BIN)/activate: requirements.txt pyproject.toml
 setup: $(BIN)/activate  ## create .venv with pinned dependencies
 
 repro: setup  ## run the whole DVC pipeline on params.yaml (default: the synthetic corpus)
-	$(BIN)/dvc repro
+	PATH="$(CURDIR)/$(BIN):$$PATH" PYTHON=$(BIN)/python scripts/prefect_session.sh $(BIN)/dvc repro
 
 test: setup  ## the default (fast) test suite
 	$(BIN)/python -m pytest

@@ -95,6 +95,24 @@ def test_identity_frame_of_mouth_pose_pairs_is_another_frame_of_the_same_identit
         assert table.identity[c] == table.identity[a] and c not in (a, b)
 
 
+def test_expression_identity_frame_comes_from_another_clip_of_the_same_identity(table):
+    """§3.2: I^i shares I^d's identity but differs in expression (another clip here)."""
+    px = table.pixels[table.pixel_index]
+
+    def row_of(img):
+        arr = np.rint((img.permute(1, 2, 0).numpy() + 1) * 127.5).astype(np.uint8)
+        return int(np.flatnonzero((px == arr).all(axis=(1, 2, 3)))[0])
+
+    for step in range(3):
+        batch = expression_batch(table, 0, step, 4, window=3)
+        for i in range(4):
+            ident, drive = row_of(batch["identity"][i]), row_of(batch["driving"][i])
+            assert table.identity[ident] == table.identity[drive]
+            assert table.clip[ident] != table.clip[drive]
+            assert table.emotion[ident] != table.emotion[drive]    # the fixture's clips differ in emotion
+            assert row_of(batch["window"][i][1]) == drive or drive in (table.clip_rows[table.clip[drive]][[0, -1]])
+
+
 def test_mouth_swap_takes_the_mouth_box_from_the_other_frame_and_keeps_the_rest():
     rng = np.random.default_rng(1)
     src = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)

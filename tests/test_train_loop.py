@@ -134,7 +134,7 @@ def test_a_few_steps_reduce_the_loss_on_a_fixed_batch(features):
     ctx = Context(model, None, Perceptual(cfg.perceptual), cfg)
     opt = torch.optim.Adam(model.group_parameters(*stage.groups), lr=1e-2, betas=cfg.betas)
     losses = []
-    for _ in range(25):
+    for _ in range(100):                # starts at the still identity (identity-copy start)
         out = stage.losses(ctx, batch)
         total = sum(out.terms.values())
         opt.zero_grad()
@@ -238,3 +238,28 @@ def test_training_device_is_resolved_and_unavailable_ones_are_refused() -> None:
             resolve_device("cuda")
     with pytest.raises(ValueError, match="unsupported training device"):
         resolve_device("meta")
+
+
+@pytest.mark.parametrize("size", [32, 64])
+def test_identity_copy_start_makes_the_generator_return_the_identity_frame(size) -> None:
+    """At the start, G(E(x)) with x's own motion is x resampled by the release's identity
+    grid (linspace(-1, 1) under align_corners=False): the still-identity baseline, exactly."""
+    from edtalk.model import EDTalk
+    from edtalk.model.config import profile
+    from edtalk.model.generator import identity_grid
+    from edtalk.train.stages import identity_copy_start
+
+    torch.manual_seed(0)
+    model = EDTalk(profile("tiny", size=size)).eval()
+    identity_copy_start(model)
+    x = torch.rand(3, 3, size, size) * 2 - 1
+    with torch.no_grad():
+        lat, skips = model.encode(x)
+        w = model.weights(lat, exp=False)
+        out = model.generate(lat, skips, model.motion(w.mouth, w.pose), use_eem=False)
+    grid = identity_grid(size, x).expand(3, -1, -1, -1)
+    expected = torch.nn.functional.grid_sample(x, grid, mode="bilinear", padding_mode="zeros",
+                                               align_corners=False)
+    assert torch.allclose(out, expected, atol=1e-4)
+    # and that resampling is close to x itself (noise images: a shift of one pixel is far)
+    assert (out - x)[..., 2:-2, 2:-2].abs().mean() < 0.5 * (x - x.roll(1, -1)).abs().mean()

@@ -54,7 +54,7 @@ class StageConfig:
     threads: int | None = 1            # torch CPU threads (1: no OpenMP spin under a shared CPU)
     device: str = "auto"               # auto (CUDA when available, else CPU) | cpu | cuda | cuda:N
     # stage specifics
-    identity_warp_init: bool = True    # fresh models: flow and RGB heads start at zero (see stages.py)
+    identity_copy_init: bool = True    # fresh E and G start at the still identity (stages.identity_copy_start)
     pairs: str = "clip"                # autoencoder: identity/driving frames from one clip | one identity
     source_affine: float = 0.0         # autoencoder: random similarity warp of the identity frame
     pretrained: str | None = None      # autoencoder: official EDTalk.pt / LIA weights to load instead

@@ -88,6 +88,18 @@ def pick_identity_frames(table: FrameTable, rng: np.random.Generator, batch: int
     return np.stack([rng.choice(table.identity_rows[i], size=per_identity, replace=False) for i in chosen])
 
 
+def pick_other_clip_identities(table: FrameTable, rng: np.random.Generator, driving: np.ndarray
+                                ) -> np.ndarray:
+    """For each driving row, a random frame of the same identity from another of its clips
+    (its own clip when the identity has only one): another emotion, pose and mouth."""
+    out = np.empty(len(driving), np.int64)
+    for k, d in enumerate(driving):
+        rows = table.identity_rows[table.identity[d]]
+        others = rows[table.clip[rows] != table.clip[d]]
+        out[k] = rng.choice(others if len(others) else table.clip_rows[table.clip[d]])
+    return out
+
+
 def random_similarity(images: torch.Tensor, rng: np.random.Generator, amount: float) -> torch.Tensor:
     """Each image warped by its own random similarity transform: rotation up to ``amount``
     radians, translation up to ``amount`` half-widths, scale within 1 +- amount/2 (border
@@ -209,8 +221,12 @@ def window_rows(table: FrameTable, row: int, k: int) -> np.ndarray:
 
 def expression_batch(table: FrameTable, seed: int, step: int, batch: int, window: int,
                      rank: int = 0, world: int = 1) -> dict[str, torch.Tensor]:
-    """Identity frame, driving frame I^d of the same clip, and K frames around I^d."""
-    rows = shard(pick_clip_frames(table, step_rng(seed, step), batch, 2), rank, world)
+    """Driving frame I^d, K frames around it, and an identity frame I^i of the same person
+    from another clip: "sharing the same identity as I^i but differing in mouth shapes, head
+    poses and emotional expressions" (§3.2), so that ELN must carry the expression."""
+    rng = step_rng(seed, step)
+    driving = pick_clip_frames(table, rng, batch, 1)[:, 0]
+    rows = shard(np.stack([pick_other_clip_identities(table, rng, driving), driving], 1), rank, world)
     win = np.stack([window_rows(table, d, window) for d in rows[:, 1]])
     imgs = table.images(win.reshape(-1))
     return {"identity": table.images(rows[:, 0]), "driving": table.images(rows[:, 1]),

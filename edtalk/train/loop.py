@@ -40,7 +40,7 @@ from edtalk.model import Discriminator, EDTalk, load_checkpoint, profile, save_c
 from .config import StageConfig
 from .data import FrameTable
 from .losses import Perceptual, adv_discriminator
-from .stages import STAGES, Context, Stage, check_frozen, frozen_snapshot, identity_warp_start
+from .stages import STAGES, Context, Stage, check_frozen, frozen_snapshot, identity_copy_start
 
 log = logging.getLogger(__name__)
 CKPT = re.compile(r"step-(\d{8})\.pt$")
@@ -122,8 +122,8 @@ def build(cfg: StageConfig, init: str | Path | None = None) -> tuple[EDTalk, Dis
         if init is not None:
             raise FileNotFoundError(f"initial checkpoint {init} does not exist")
         model, extra = EDTalk(profile(cfg.profile, **cfg.model_overrides)), {}
-        if cfg.identity_warp_init:
-            identity_warp_start(model)
+        if cfg.identity_copy_init:
+            identity_copy_start(model)
     torch.manual_seed(cfg.seed + 1)
     disc = Discriminator(model.cfg)
     if extra.get("disc"):

@@ -13,6 +13,12 @@ offline. Substitutes, each logged by name:
 
 The network trains deterministically from the seed before the stage's loop, is saved
 beside the stage's checkpoints and reloaded on resume, and stays frozen afterwards.
+
+Scale: EMOCA's codes have their own scale, the substitutes another (the emotion
+evaluator's embedding is ~20x the landmarks'), and Eq. 9 adds their distances with weight
+10. ``spread_normalised`` divides each substitute by its mean distance between two random
+real train frames, so each term of L_mot is in units of "a typical difference between two
+frames" (unscaled, 10 L_mot was ~700x L_rec and wrecked the generator).
 """
 
 from __future__ import annotations
@@ -127,6 +133,24 @@ def motion_networks(face: FaceNet, emotion_checkpoint: str | None, device: torch
             return face(img)[1]
         return [phi, psi], ["landmarks:corpus-regressor", "emotion:corpus-head"]
     return [phi, evaluator[0]], ["landmarks:corpus-regressor", evaluator[1]]
+
+
+def spread_normalised(nets: list[Callable[[torch.Tensor], torch.Tensor]], table: FrameTable, seed: int,
+                      device: torch.device | str = "cpu", pairs: int = 64
+                      ) -> tuple[list[Callable[[torch.Tensor], torch.Tensor]], list[float]]:
+    """Each net divided by its mean feature distance between random pairs of real train
+    frames (seeded), and those spreads."""
+    rng = step_rng(seed, 0, salt=23)
+    a, b = (table.images(rng.choice(len(table), pairs)).to(device) for _ in range(2))
+    scaled, spreads = [], []
+    for net in nets:
+        with torch.no_grad():
+            spread = float((net(a) - net(b)).flatten(1).norm(dim=1).mean())
+        if not spread > 0:
+            raise ValueError("an L_mot network gives the same features for every frame")
+        scaled.append(lambda x, net=net, spread=spread: net(x) / spread)
+        spreads.append(spread)
+    return scaled, spreads
 
 
 def landmark_error_px(face: FaceNet, table: FrameTable, rows: np.ndarray) -> float:

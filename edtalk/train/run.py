@@ -29,7 +29,7 @@ from .config import StageConfig, stage_config
 from .data import FrameTable, step_rng
 from .loop import build, resolve_device, train, world
 from .losses import Perceptual
-from .motion_nets import landmark_error_px, load_or_train_face_net, motion_networks
+from .motion_nets import landmark_error_px, load_or_train_face_net, motion_networks, spread_normalised
 from .stages import STAGES, describe, neutral_start
 
 log = logging.getLogger(__name__)
@@ -116,8 +116,10 @@ def _run_stage(cfg: StageConfig, features_dir: str | Path, models_dir: str | Pat
     if cfg.stage == "expression" and cfg.weights.mot:
         face = load_or_train_face_net(out_dir / "face_net.pt", table, cfg.seed, cfg.aux_steps)
         summary["face_net_landmark_err_px"] = landmark_error_px(face, table, np.arange(0, len(table), 7))
-        nets, names = motion_networks(face.to(resolve_device(cfg.device)), cfg.emotion_checkpoint,
-                                      resolve_device(cfg.device))
+        dev = resolve_device(cfg.device)
+        nets, names = motion_networks(face.to(dev), cfg.emotion_checkpoint, dev)
+        nets, spreads = spread_normalised(nets, table, cfg.seed, dev)
+        summary["mot_spreads"] = [round(v, 6) for v in spreads]
     summary.update(describe(STAGES[cfg.stage], model), perceptual=perceptual.name, mot_networks=names)
     log.info("%s: Phi = %s; L_mot networks = %s", cfg.stage, perceptual.name, names or "none")
     key = fingerprint(cfg, init, ",".join(names))

@@ -28,6 +28,8 @@ each of them; its weights pass from stage to stage in the checkpoints.
 
 from __future__ import annotations
 
+import math
+
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -162,18 +164,42 @@ STAGES: dict[str, Stage] = {
 }
 
 
-def identity_warp_start(model: EDTalk) -> None:
-    """Start a fresh generator at "copy the identity": every ToFlow's modulated conv and every
-    ToRGB's conv get zero weights, so flows start at the identity warp (mask 1/2) and the RGB
-    heads grow from zero along the reconstruction error. With random heads the early flows
-    are large random warps and the fine levels' noise is first switched off through their
-    masks, after which the generator learns blurred, coarse-level images for a long time.
-    An initialisation only: shapes and the forward pass are the release's."""
+def identity_copy_start(model: EDTalk, mask_logit: float = 5.0) -> None:
+    """Start a fresh E and G at the still-identity baseline: the output is the identity frame
+    (up to the release's grid quirk, linspace(-1, 1) sampled with align_corners=False: a
+    63/64 zoom with bilinear resampling), so training only has to learn the motion.
+
+    Three initial values, the shapes and forward pass stay the release's:
+    * E's first 1x1 conv carries the image in six channels, +x and -x, whose difference
+      survives the leaky ReLU as 1.2 sqrt(2) x;
+    * every ToFlow and every coarse ToRGB starts at zero weights (identity warp, no colour),
+      the finest ToFlow's mask at sigmoid(``mask_logit``);
+    * the finest ToRGB reads x back from that difference, with biases that keep its leaky
+      ReLU in the linear part for x in [-sqrt 2, sqrt 2].
+    Randomly initialised heads first produce large random warps, and a generator that must
+    learn to copy before it can learn motion spends most of a CPU budget on blur."""
+    fine = model.cfg.channels(model.cfg.size)
+    if fine < 6:
+        raise ValueError(f"identity-copy start needs >= 6 full-resolution channels, got {fine}")
     with torch.no_grad():
         for head in model.dec.to_flows:
             head.conv.weight.zero_()
         for head in model.dec.to_rgbs:
             head.conv[0].weight.zero_()
+        rgb_conv, act = model.enc.net_app.convs[0][0], model.enc.net_app.convs[0][1]
+        rgb_conv.weight[:6].zero_()
+        act.bias[:, :6] = 0.0
+        model.dec.to_flows[-1].bias[:, 2] = mask_logit
+        mask = torch.sigmoid(torch.tensor(mask_logit)).item()
+        to_rgb = model.dec.to_rgbs[-1]
+        back = 1.0 / (2.4 * mask * to_rgb.conv[0].scale)     # x = (f_c - f_{c+3}) / (1.2 sqrt 2)
+        for c in range(3):
+            rgb_conv.weight[c, c] = 1.0 / rgb_conv.scale
+            rgb_conv.weight[c + 3, c] = -1.0 / rgb_conv.scale
+            to_rgb.conv[0].weight[c, c] = back
+            to_rgb.conv[0].weight[c, c + 3] = -back
+        to_rgb.conv[1].bias.fill_(1.0)                      # pre-activation x / sqrt 2 + 1 >= 0
+        to_rgb.bias.fill_(-math.sqrt(2.0))                  # sqrt 2 (x / sqrt 2 + 1) - sqrt 2 = x
 
 
 def neutral_start(model: EDTalk) -> None:
