@@ -67,8 +67,8 @@ def main(argv: list[str] | None = None) -> dict:
     params = yaml.safe_load(open(args.params, encoding="utf-8"))
     params["base"]["profile"] = args.profile
     size = model_profile(args.profile).size
-    out: dict = {"profile": args.profile, "size": size, "steps": args.steps, "threads": torch.get_num_threads(),
-                 "stages": {}}
+    out: dict = {"profile": args.profile, "size": size, "steps": args.steps,
+                 "threads": params["train"].get("threads") or torch.get_num_threads(), "stages": {}}
     with tempfile.TemporaryDirectory() as tmp:
         feats = resized_features(Path(args.features), Path(tmp) / "features", size)
         for stage in STAGES:
@@ -83,7 +83,8 @@ def main(argv: list[str] | None = None) -> dict:
             out["stages"][stage] = {"batch": cfg.batch, "samples_per_s": s["samples_per_s"],
                                     "loop_seconds": s["seconds"], "stage_seconds": time.perf_counter() - t0,
                                     "trainable_params": s["trainable_params"]}
-            print(f"{args.profile} {stage:12s} batch {cfg.batch:3d}: {s['samples_per_s']:8.3f} samples/s "
+            print(f"{args.profile} {stage:12s} batch {cfg.batch:3d}, {out['threads']} thread(s): "
+                  f"{s['samples_per_s']:8.3f} samples/s "
                   f"({s['seconds']:.1f} s for {args.steps} steps)", flush=True)
     out["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     if torch.cuda.is_available():

@@ -19,6 +19,7 @@ def tiny_params(**overrides: Any) -> dict[str, Any]:
                                        render_size=48)
     params["data"]["split"] = {"val": 1, "test": 1}
     params["crop"]["size"] = 32
+    params["train"]["autoencoder"]["pretrained"] = None   # the shipped file is for the default corpus
     for dotted, value in overrides.items():
         node = params
         *parents, leaf = dotted.split("__")

@@ -227,6 +227,27 @@ def test_autoencoder_loads_given_weights_instead_of_training(features, tmp_path)
     assert (tmp_path / "live" / "train_autoencoder" / "metrics.json").is_file()
 
 
+def test_a_pretrained_autoencoder_must_not_have_seen_held_out_identities(features, tmp_path, chain):
+    from edtalk.model import save_checkpoint
+
+    # a model trained here records its training identities (the fixture's val identity is id3)
+    assert load_checkpoint(chain / "train_autoencoder" / "model.pt")[1]["train_identities"] == ["id0", "id1", "id2"]
+    source, _ = build(small_cfg("autoencoder"))
+    for name, idents, error in (("leaky", ["id0", "id3"], "held out here"),
+                                ("other", ["hdtf_7", "hdtf_9"], "another corpus"),
+                                ("clean", ["id0", "id1"], None)):
+        path = tmp_path / f"{name}.pt"
+        save_checkpoint(path, source, train_identities=idents)
+        cfg = small_cfg("autoencoder", pretrained=str(path))
+        if error:
+            with pytest.raises(ValueError, match=error):
+                run_stage(cfg, features, tmp_path / name, None)
+        else:
+            assert run_stage(cfg, features, tmp_path / name, None)["loaded"] == str(path)
+    with pytest.raises(FileNotFoundError, match="missing.pt"):
+        run_stage(small_cfg("autoencoder", pretrained=str(tmp_path / "missing.pt")), features, tmp_path / "m", None)
+
+
 def test_training_device_is_resolved_and_unavailable_ones_are_refused() -> None:
     from edtalk.train.loop import resolve_device
 

@@ -10,7 +10,7 @@ Images go to the networks as float (B,3,S,S) in [-1, 1].
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +34,7 @@ class FrameTable:
     clip_rows: list[np.ndarray]       # rows of each clip, in frame order
     identity_rows: list[np.ndarray]   # rows of each identity
     pixels: PixelCache
+    identity_names: list[str] = field(default_factory=list)   # identity code -> name
 
     @classmethod
     def load(cls, features_dir: str | Path, split: str = "train") -> "FrameTable":
@@ -46,14 +47,14 @@ class FrameTable:
         if df.empty:
             raise ValueError(f"no valid {split!r} frames in {root / 'frames.parquet'}")
         clip = pd.factorize(df["clip_id"], sort=True)[0]
-        ident = pd.factorize(df["identity"], sort=True)[0]
+        ident, names = pd.factorize(df["identity"], sort=True)
         emo_names = list(EMOTIONS)
         emotion = np.array([emo_names.index(e) if e in emo_names else -1 for e in df["emotion"]])
         lms = np.stack(df["landmarks"].to_numpy()).reshape(len(df), 68, 2).astype(np.float32)
         return cls(df["pixel_index"].to_numpy(np.int64), clip, ident, emotion, lms,
                    [np.flatnonzero(clip == c) for c in range(clip.max() + 1)],
                    [np.flatnonzero(ident == i) for i in range(ident.max() + 1)],
-                   PixelCache(root / "pixels.npy"))
+                   PixelCache(root / "pixels.npy"), [str(n) for n in names])
 
     def __len__(self) -> int:
         return len(self.pixel_index)

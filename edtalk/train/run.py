@@ -62,6 +62,28 @@ def validate(model: EDTalk, stage: str, features_dir: str | Path, n: int, seed: 
             "val/l1_still_identity": float((ident - drive).abs().mean())}
 
 
+def check_pretrained_identities(extra: dict[str, Any], train: FrameTable, features_dir: str | Path,
+                                source: str | Path) -> None:
+    """Refuse a checkpoint of ours whose training identities are held out here (val/test)
+    or that was trained on another corpus (none of its identities in this train split).
+    Official files carry no such record and are taken as they are."""
+    trained = set(extra.get("train_identities") or [])
+    if not trained:
+        return
+    held = set()
+    for split in ("val", "test"):
+        try:
+            held |= set(FrameTable.load(features_dir, split).identity_names)
+        except ValueError:
+            pass
+    if trained & held:
+        raise ValueError(f"{source} was trained on identities that are held out here: "
+                         f"{sorted(trained & held)[:5]}; set train.autoencoder.pretrained to null")
+    if not trained & set(train.identity_names):
+        raise ValueError(f"{source} was trained on another corpus (none of its {len(trained)} identities "
+                         "is in this train split); set train.autoencoder.pretrained to null")
+
+
 def fingerprint(cfg: StageConfig, init: Path | None, extra: str = "") -> str:
     """What a checkpoint's validity depends on: the config (except step budget and
     bookkeeping) and the bytes of the initial weights."""
@@ -93,8 +115,13 @@ def _run_stage(cfg: StageConfig, features_dir: str | Path, models_dir: str | Pat
     live_dir = Path(live_root) / DIRS[cfg.stage] if live_root is not None else None
     table = FrameTable.load(features_dir, "train")
     summary: dict[str, Any] = {"stage": cfg.stage, "world_size": size}
-    if cfg.stage == "autoencoder" and cfg.pretrained and Path(cfg.pretrained).is_file():
-        model, _ = load_checkpoint(cfg.pretrained)          # official EDTalk.pt or one of ours
+    if cfg.stage == "autoencoder" and cfg.pretrained:
+        if not Path(cfg.pretrained).is_file():
+            raise FileNotFoundError(f"train.autoencoder.pretrained: {cfg.pretrained} does not exist "
+                                    "(set it to null to train the autoencoder here)")
+        model, extra = load_checkpoint(cfg.pretrained)      # official EDTalk.pt or one of ours
+        check_pretrained_identities(extra, table, features_dir, cfg.pretrained)
+        (out_dir / "checkpoints").mkdir(parents=True, exist_ok=True)   # the stage's declared output
         if rank == 0:
             save_checkpoint(out_dir / "model.pt", model, stage=cfg.stage, step=0,
                             source=str(cfg.pretrained))
@@ -130,7 +157,7 @@ def _run_stage(cfg: StageConfig, features_dir: str | Path, models_dir: str | Pat
         summary.update(validate(model, cfg.stage, features_dir, cfg.val_frames, cfg.seed))
         save_checkpoint(out_dir / "model.pt", model, disc=disc.state_dict() if disc is not None else {},
                         stage=cfg.stage, step=result.step, perceptual=perceptual.name,
-                        mot_networks=list(names))
+                        mot_networks=list(names), train_identities=sorted(table.identity_names))
     if result.live is not None:
         for k, v in summary.items():     # numbers only; "a/b" nests as DVCLive's own metrics do
             if isinstance(v, (int, float)) and not k.startswith("loss/"):
