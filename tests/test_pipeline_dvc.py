@@ -41,7 +41,9 @@ def test_repro_then_noop_then_crop_param_reruns_crop_and_features_only(tmp_path,
                         ignore=shutil.ignore_patterns("__pycache__"))
     (repo / "params.yaml").write_text(yaml.safe_dump(tiny_params()))
     (repo / ".gitignore").write_text("/data/\n.prefect/\n")
-    env = {**os.environ, "PREFECT_API_URL": prefect_server, "DVC_NO_ANALYTICS": "1",
+    # the stages' `python` must be this interpreter (its venv), whether or not the venv is activated
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+           "PREFECT_API_URL": prefect_server, "DVC_NO_ANALYTICS": "1",
            "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.invalid",
            "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.invalid"}
     for cmd in (["git", "init", "-q"], [*DVC, "init", "-q"], ["git", "add", "-A"],
