@@ -6,7 +6,7 @@ from the output's landmarks, and pixel error against the corpus' rendering of th
 swapped video. Writes ``<out>.md`` and the per-pair ``<out>.csv`` / ``<out>_pixels.csv``.
 
     python scripts/disentangle_table.py [--checkpoint models/train_expression/model.pt]
-        [--landmarks models/evaluators/landmarks.pt] [--out reports/disentangle]
+        [--landmarks models/evaluators/emotion.pt] [--out reports/disentangle]
 """
 
 from __future__ import annotations
@@ -27,14 +27,23 @@ from edtalk import generate as gen  # noqa: E402
 from edtalk.data import atomic  # noqa: E402
 from edtalk.model import EDTalk  # noqa: E402
 from metrics import disentangle as dis  # noqa: E402
-from metrics import landmark_net  # noqa: E402
+from metrics import emotion, landmark_net  # noqa: E402
+
+
+def load_landmarker(path: str):
+    """A landmark regressor file, or an emotion evaluator with a heatmap landmark head."""
+    config = dict(torch.load(path, map_location="cpu", weights_only=True).get("config") or {})
+    if "backbone" not in config:
+        return landmark_net.load(path)
+    return emotion.HeatmapLandmarker(*emotion.load(path))
 
 
 def main(argv: list[str] | None = None) -> pd.DataFrame:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--params", default="params.yaml")
     ap.add_argument("--checkpoint", default=gen.DEFAULT_CHECKPOINT)
-    ap.add_argument("--landmarks", default="models/evaluators/landmarks.pt")
+    ap.add_argument("--landmarks", default="models/evaluators/emotion.pt",
+                    help="emotion.pt (its heatmap landmarks, ~0.8 px: default) or landmarks.pt (~2 px regressor)")
     ap.add_argument("--features", default="data/features")
     ap.add_argument("--groundtruth", default="data/ingest/groundtruth.parquet")
     ap.add_argument("--out", default="reports/disentangle", help="writes <out>.md and <out>.csv")
@@ -44,12 +53,12 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     cfg = params["disentangle"]
     torch.set_num_threads(args.threads)
     if not Path(args.landmarks).is_file():
-        raise SystemExit(f"landmark regressor {args.landmarks} not found: run `dvc repro train_landmarks`")
+        raise SystemExit(f"landmarker {args.landmarks} not found: run `dvc repro train_emotion` (or train_landmarks)")
     t0 = time.perf_counter()
     trained = gen.load_model(args.checkpoint)
     torch.manual_seed(int(cfg["untrained_seed"]))
     untrained = EDTalk(trained.cfg).eval()
-    landmarker = landmark_net.load(args.landmarks)
+    landmarker = load_landmarker(args.landmarks)
     corpus = dis.Corpus(args.features, args.groundtruth)
     train_rows = corpus.rows(corpus.split("train"))
     reader = dis.FactorReader.fit(corpus.landmarks(train_rows), dis.factor_targets(train_rows))
