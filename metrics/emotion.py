@@ -35,6 +35,7 @@ import torchvision
 from torch import nn
 
 from edtalk.data.schema import EMOTIONS, N_LANDMARKS
+from metrics.landmark_net import NetLandmarker
 
 HIGHER_IS_BETTER = True
 N_CLASSES = len(EMOTIONS)
@@ -278,22 +279,13 @@ def to_input(frames: np.ndarray, size: int) -> torch.Tensor:
     return x
 
 
-class HeatmapLandmarker:
+def heatmap_landmarker(net: FrameAttentionNet, label: str) -> NetLandmarker:
     """The suite's landmark callable (frames -> pixel points, valid) around a landmark-backbone
     emotion net's heatmap head: ~0.8 px held out at 64 px, where `landmark_net`'s regressor
     (~2 px) barely sees the mouth open."""
-
-    def __init__(self, net: FrameAttentionNet, label: str, batch_size: int = 256) -> None:
-        if net.config.backbone != "landmarks":
-            raise ValueError(f"{label} has no landmark heatmaps (backbone {net.config.backbone!r})")
-        self.net, self.label, self.batch_size = net.eval(), f"heatmap-landmarks:{label}", batch_size
-
-    @torch.inference_mode()
-    def __call__(self, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        x = to_input(frames, self.net.config.image_size)
-        pts = torch.cat([self.net.landmarker(x[i:i + self.batch_size]) for i in range(0, len(x), self.batch_size)])
-        scale = np.array([frames.shape[2], frames.shape[1]], dtype=np.float64)   # (W, H)
-        return pts.double().numpy() * scale, np.ones(len(frames), dtype=bool)
+    if net.config.backbone != "landmarks":
+        raise ValueError(f"{label} has no landmark heatmaps (backbone {net.config.backbone!r})")
+    return NetLandmarker(net, f"heatmap-landmarks:{label}", points=net.landmarker)
 
 
 @torch.inference_mode()

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import io
 import os
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -73,17 +74,21 @@ def save(net: LandmarkNet, path: str | os.PathLike) -> None:
 
 
 class NetLandmarker:
-    """The suite's landmark callable around a trained :class:`LandmarkNet`."""
+    """The suite's landmark callable around a trained :class:`LandmarkNet`, or around any
+    network with ``config.image_size`` whose ``points`` method maps [0, 1] images to
+    N x 68 x 2 fractions of the frame side (the emotion net's heatmap head)."""
 
-    def __init__(self, net: LandmarkNet, label: str = "landmarks:trained-here@unhashed",
-                 batch_size: int = 256, device: str | torch.device = "cpu") -> None:
+    def __init__(self, net: nn.Module, label: str = "landmarks:trained-here@unhashed",
+                 batch_size: int = 256, device: str | torch.device = "cpu",
+                 points: Callable[[torch.Tensor], torch.Tensor] | None = None) -> None:
         self.net = net.eval().to(device)
+        self.points = points or self.net
         self.label, self.batch_size, self.device = label, batch_size, device
 
     @torch.inference_mode()
     def __call__(self, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         x = to_input(frames, self.net.config.image_size)
-        out = torch.cat([self.net(x[i:i + self.batch_size].to(self.device)).cpu()
+        out = torch.cat([self.points(x[i:i + self.batch_size].to(self.device)).cpu()
                          for i in range(0, len(x), self.batch_size)])
         scale = np.array([frames.shape[2], frames.shape[1]], dtype=np.float64)   # (W, H)
         return out.double().numpy() * scale, np.ones(len(frames), dtype=bool)

@@ -35,7 +35,7 @@ def load_landmarker(path: str):
     config = dict(torch.load(path, map_location="cpu", weights_only=True).get("config") or {})
     if "backbone" not in config:
         return landmark_net.load(path)
-    return emotion.HeatmapLandmarker(*emotion.load(path))
+    return emotion.heatmap_landmarker(*emotion.load(path))
 
 
 def main(argv: list[str] | None = None) -> pd.DataFrame:

@@ -252,10 +252,10 @@ def test_saved_evaluators_hash_by_content_not_by_file_name(tmp_path):
 def test_heatmap_landmarker_gives_pixel_points_of_the_heatmap_head():
     net = emo.FrameAttentionNet(emo.EmotionConfig("landmarks", 32, 4, 0.0, 16)).eval()
     frames = np.random.default_rng(0).integers(0, 256, (3, 48, 40, 3), dtype=np.uint8)
-    pts, valid = emo.HeatmapLandmarker(net, "emotion:test")(frames)
+    pts, valid = emo.heatmap_landmarker(net, "emotion:test")(frames)
     with torch.no_grad():
         frac = net.landmarker(emo.to_input(frames, 32)).double().numpy()
     assert pts.shape == (3, 68, 2) and valid.all()
     assert np.allclose(pts, frac * np.array([40, 48]))      # (x, y) scaled by (W, H)
     with pytest.raises(ValueError, match="no landmark heatmaps"):
-        emo.HeatmapLandmarker(emo.FrameAttentionNet(emo.EmotionConfig("small", 32, 4)), "emotion:small")
+        emo.heatmap_landmarker(emo.FrameAttentionNet(emo.EmotionConfig("small", 32, 4)), "emotion:small")
