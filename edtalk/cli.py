@@ -194,9 +194,7 @@ def run_generate(args: argparse.Namespace) -> dict[str, object]:
         n_frames = gen.frames_for_audio(len(audio))
         sources = gen.audio_sources(driver, audio, n_frames, transcript=args.text, pose_seed=args.pose_seed,
                                     temperature=args.temperature, emotion=args.emotion,
-                                    pose=sources["pose"], exp=sources["exp"])
-        if "exp" not in gen.model_factors(model):
-            sources["exp"] = None
+                                    pose=sources["pose"], exp=sources["exp"], factors=gen.model_factors(model))
     elif args.mouth_video:
         audio = video_audio(args.mouth_video)   # fitted (trimmed / padded) to the output's length
     t0 = time.perf_counter()

@@ -25,7 +25,7 @@ last frame (``fit="hold"``, the default: a still tail instead of a jump) or star
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Protocol
@@ -274,9 +274,10 @@ def generate(model: EDTalk, identity: np.ndarray, mouth: Source | None = None, p
 def audio_sources(predictor: MotionPredictor, audio: np.ndarray, n_frames: int, *,
                   transcript: str | None = None, pose_seed: int | None = 0, temperature: float = 1.0,
                   emotion: str | None = None, pose: Source | None = None,
-                  exp: Source | None = None) -> dict[str, Source]:
+                  exp: Source | None = None, factors: Sequence[str] = FACTORS) -> dict[str, Source]:
     """EDTalk-A sources: mouth from the audio; pose sampled from the flow unless a pose source
-    is given; expression from audio (+ transcript, or the named emotion) unless given."""
+    is given; expression from audio (+ transcript, or the named emotion) unless given, and
+    none when ``factors`` (the model's, ``model_factors``) has no ``exp``."""
     pred = predictor.predict(np.asarray(audio, np.float32), n_frames, transcript=transcript,
                              pose_seed=pose_seed, temperature=temperature, emotion=emotion)
     for key in ("mouth", "pose", "exp"):
@@ -284,7 +285,7 @@ def audio_sources(predictor: MotionPredictor, audio: np.ndarray, n_frames: int, 
             raise ValueError(f"audio models returned {len(pred[key])} {key} frames, expected {n_frames}")
     return {"mouth": pred["mouth"],
             "pose": pred["pose"] if pose is None else pose,
-            "exp": pred.get("exp") if exp is None else exp}
+            "exp": None if "exp" not in factors else pred.get("exp") if exp is None else exp}
 
 
 def write(path: str | Path, frames: np.ndarray, audio: np.ndarray | None) -> None:

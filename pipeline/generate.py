@@ -56,9 +56,8 @@ def run_method(method: str, model: Any, driver: Any, manifest: pd.DataFrame, cli
         else:
             n = gen.frames_for_audio(len(audio))
             sources = gen.audio_sources(driver, audio, n, transcript=transcripts.get(cid) or None,
-                                        pose_seed=cfg["pose_seed"], temperature=cfg["temperature"])
-            if "exp" not in gen.model_factors(model):
-                sources["exp"] = None
+                                        pose_seed=cfg["pose_seed"], temperature=cfg["temperature"],
+                                        factors=gen.model_factors(model))
             out = gen.generate(model, identity, n_frames=n, fit=cfg["fit"], batch_size=cfg["batch_size"],
                                **sources)
         seconds += time.perf_counter() - t0

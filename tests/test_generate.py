@@ -141,6 +141,8 @@ def test_edtalk_a_sources_from_a_stand_in_driver() -> None:
     video = _frames(25, 5)                          # mixed: pose from a video, the rest from audio
     mixed = gen.audio_sources(drv, audio, n, pose=video)
     assert mixed["pose"] is video and mixed["mouth"].shape == (25, 20)
+    assert src["exp"] is not None                   # a lip/pose model gets no predicted expression
+    assert gen.audio_sources(drv, audio, n, factors=("mouth", "pose"))["exp"] is None
 
 
 @pytest.mark.slow    # the Prefect test server's start-up dominates (~60 s alone)

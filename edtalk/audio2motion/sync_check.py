@@ -43,9 +43,7 @@ def audio_shift_offsets(model, driver: gen.MotionPredictor, items: Sequence[Sync
         for k in shifts:
             sources = gen.audio_sources(driver, shift_audio(item.audio, k), n,
                                         transcript=item.transcript, pose_seed=pose_seed,
-                                        temperature=temperature)
-            if "exp" not in gen.model_factors(model):
-                sources["exp"] = None
+                                        temperature=temperature, factors=gen.model_factors(model))
             frames = gen.generate(model, item.identity, n_frames=n, batch_size=batch_size, **sources).frames
             s = sync.score(frames, reference, SAMPLE_RATE, net)
             trials.append({"clip_id": item.clip_id, "shift": int(k), "offset": int(s.offset),
