@@ -109,18 +109,14 @@ class TemporalContext(nn.Module):
             for _ in range(cfg.context_layers))
         # fixed (not learned, not saved: a function of the config) unit-sum Gaussian low-pass
         taps = gaussian_taps(cfg.context_smooth, torch.float32)
-        self.register_buffer("smooth", (taps / taps.sum()).view(1, 1, -1), persistent=False)
+        self.register_buffer("smooth", taps / taps.sum(), persistent=False)
 
     def forward(self, fa: torch.Tensor) -> torch.Tensor:
         h = self.proj(fa).transpose(1, 2)                              # (B, H, T)
         for conv in self.convs:
             h = h + F.gelu(conv(h))
-        k = self.smooth.shape[-1]
-        if k > 1:
-            b, c, t = h.shape
-            h = F.conv1d(F.pad(h.reshape(b * c, 1, t), (k // 2, k // 2), mode="replicate"),
-                         self.smooth.to(h.dtype)).reshape(b, c, t)
-        return h.transpose(1, 2)
+        b, c, t = h.shape
+        return _filter_time(h.reshape(b * c, t), self.smooth).reshape(b, c, t).transpose(1, 2)
 
 
 class Decorrelate(nn.Module):
@@ -435,14 +431,19 @@ class PoseFlow(nn.Module):
         return hi
 
 
+def _filter_time(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
+    """Rows of ``x`` (N, T) through the symmetric filter ``kernel`` (K,), edges replicated."""
+    if len(kernel) == 1:
+        return x * kernel.to(x.dtype)
+    r = len(kernel) // 2
+    y = F.pad(x[:, None], (r, r), mode="replicate")
+    return F.conv1d(y, kernel.to(x.dtype).view(1, 1, -1)).squeeze(1)
+
+
 def _lowpass(x: torch.Tensor, sigma: float) -> torch.Tensor:
     """(T, d) sequence through a unit-sum Gaussian filter of std ``sigma`` frames (edges replicated)."""
     taps = gaussian_taps(sigma, x.dtype)
-    if len(taps) == 1:
-        return x
-    r = len(taps) // 2
-    y = F.pad(x.T[:, None], (r, r), mode="replicate")
-    return F.conv1d(y, (taps / taps.sum()).view(1, 1, -1)).squeeze(1).T
+    return _filter_time(x.T, taps / taps.sum()).T
 
 
 def _std_normal_logpdf(z: torch.Tensor) -> torch.Tensor:
