@@ -66,6 +66,15 @@ def load_corpus(features_dir: str | os.PathLike, splits: Iterable[str] = ("train
     return clips
 
 
+def valid_landmark_frames(clips: list[Clip]) -> tuple[np.ndarray, np.ndarray]:
+    """Every frame of ``clips`` with valid landmarks, and those landmarks (crop pixels)."""
+    frames = np.concatenate([c.frames[c.landmarks_valid] for c in clips])
+    points = np.concatenate([c.landmarks[c.landmarks_valid] for c in clips])
+    if not len(frames):
+        raise ValueError("no frame with valid landmarks")
+    return frames, points
+
+
 def seed_everything(seed: int) -> np.random.Generator:
     """Seed Python, NumPy and torch; return a NumPy generator for sampling."""
     random.seed(seed)

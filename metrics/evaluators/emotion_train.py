@@ -36,7 +36,7 @@ import torch.nn.functional as F
 
 from edtalk.data.schema import EMOTIONS
 from metrics import emotion as emo
-from metrics.evaluators.corpus import Clip, run_steps, seed_everything
+from metrics.evaluators.corpus import Clip, run_steps, seed_everything, valid_landmark_frames
 
 
 @dataclass(frozen=True)
@@ -130,10 +130,8 @@ def _train_landmarks(clips: list[Clip], config: EmotionTrainConfig, log_every: i
     net = emo.FrameAttentionNet(emo.EmotionConfig("landmarks", size, config.width, config.dropout,
                                                   config.hidden))
     # Phase 1: the landmark heatmaps, on every valid frame of the train clips.
-    frames = np.concatenate([c.frames[c.landmarks_valid] for c in clips])
-    points = np.concatenate([c.landmarks[c.landmarks_valid] for c in clips]) / size
-    if not len(frames):
-        raise ValueError("no frame with valid landmarks to train the landmark heatmaps on")
+    frames, points = valid_landmark_frames(clips)
+    points = points / size
     batch = min(config.landmark_batch, len(frames))
     lm_opt = torch.optim.AdamW(net.landmarker.parameters(), lr=config.landmark_lr,
                                weight_decay=config.weight_decay)

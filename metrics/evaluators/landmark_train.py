@@ -13,7 +13,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from metrics.evaluators.corpus import Clip, run_steps, seed_everything
+from metrics.evaluators.corpus import Clip, run_steps, seed_everything, valid_landmark_frames
 from metrics.landmark_net import LandmarkConfig, LandmarkNet, NetLandmarker, to_input
 
 
@@ -35,18 +35,10 @@ class LandmarkTrainResult:
     config: dict = field(default_factory=dict)
 
 
-def _pool(clips: list[Clip]) -> tuple[np.ndarray, np.ndarray]:
-    frames = np.concatenate([c.frames[c.landmarks_valid] for c in clips])
-    points = np.concatenate([c.landmarks[c.landmarks_valid] for c in clips])
-    if not len(frames):
-        raise ValueError("no frame with valid landmarks")
-    return frames, points
-
-
 def train(clips: list[Clip], config: LandmarkTrainConfig = LandmarkTrainConfig(),
           log_every: int = 0) -> LandmarkTrainResult:
     """Train from scratch on every valid frame of ``clips``; returned in eval mode."""
-    frames, points = _pool(clips)
+    frames, points = valid_landmark_frames(clips)
     size = frames.shape[1]
     rng = seed_everything(config.seed)
     net = LandmarkNet(LandmarkConfig(size, config.width))
@@ -65,7 +57,7 @@ def train(clips: list[Clip], config: LandmarkTrainConfig = LandmarkTrainConfig()
 
 def mean_error_px(landmarker: NetLandmarker, clips: list[Clip]) -> dict:
     """Mean point-to-point error (crop px) over valid frames, overall and for the mouth."""
-    frames, points = _pool(clips)
+    frames, points = valid_landmark_frames(clips)
     pred, _ = landmarker(frames)
     dist = np.linalg.norm(pred - points, axis=-1)            # N x 68
     return {"mean_error_px": float(dist.mean()), "mouth_error_px": float(dist[:, 48:].mean()),
