@@ -12,7 +12,6 @@ frames / (audio models + batched rendering).
 
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
 import time
@@ -27,7 +26,8 @@ from edtalk.audio2motion.semantic_expression import SemanticExpression
 from edtalk.audio2motion.train import AudioPose
 from edtalk.data.schema import EMOTIONS, SAMPLE_RATE
 from edtalk.generate import render_weights
-from edtalk.model import EDTalk, prepare_identity, profile
+from edtalk.model import prepare_identity
+from speed_setup import random_model, speed_parser
 
 
 def random_driver(name: str) -> AudioDriver:
@@ -38,19 +38,11 @@ def random_driver(name: str) -> AudioDriver:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--profile", default="paper", help="EDTalk and Audio-to-Motion profile")
+    ap = speed_parser(__doc__, repeats=3)    # --profile: EDTalk's and Audio-to-Motion's
     ap.add_argument("--audio-models", default=None, help="trained models/audio2motion (else random)")
     ap.add_argument("--seconds", type=float, default=2.0, help="speech length (25 fps frames)")
-    ap.add_argument("--batch-size", type=int, default=8)
-    ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--threads", type=int, default=0, help="torch threads (0: leave as is)")
-    ap.add_argument("--json", default=None, help="also write the results here")
     args = ap.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    torch.manual_seed(0)
-    model = EDTalk(profile(args.profile)).eval()
+    model = random_model(args)
     driver = AudioDriver.load(args.audio_models) if args.audio_models else random_driver(args.profile)
     n = int(round(args.seconds * 25))
     rng = np.random.default_rng(0)

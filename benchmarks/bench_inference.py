@@ -12,15 +12,14 @@ encoding the identity once per video.
 
 from __future__ import annotations
 
-import argparse
-import json
 import statistics
 import time
 
 import torch
 
-from edtalk.model import EDTalk, drive, prepare_identity, profile
+from edtalk.model import drive, prepare_identity
 from edtalk.model import reference
+from speed_setup import random_model, speed_parser
 
 
 def _time(fn) -> float:
@@ -30,20 +29,12 @@ def _time(fn) -> float:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--profile", default="paper")
+    ap = speed_parser(__doc__, repeats=5)
     ap.add_argument("--frames", type=int, default=8, help="frames per video for our path")
-    ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--official-frames", type=int, default=1, help="frames per repeat for the official-style path")
-    ap.add_argument("--repeats", type=int, default=5)
-    ap.add_argument("--threads", type=int, default=0, help="torch threads (0: leave as is)")
     ap.add_argument("--no-channels-last", action="store_true")
-    ap.add_argument("--json", default=None, help="also write the results here")
     args = ap.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    torch.manual_seed(0)
-    model = EDTalk(profile(args.profile)).eval()
+    model = random_model(args)
     s, t = model.cfg.size, args.frames
     g = torch.Generator().manual_seed(0)
     src = torch.rand(1, 3, s, s, generator=g) * 2 - 1
