@@ -20,6 +20,7 @@ from dataclasses import asdict
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
 import torch.distributed as dist
 
@@ -70,12 +71,8 @@ def check_pretrained_identities(extra: dict[str, Any], train: FrameTable, featur
     trained = set(extra.get("train_identities") or [])
     if not trained:
         return
-    held = set()
-    for split in ("val", "test"):
-        try:
-            held |= set(FrameTable.load(features_dir, split).identity_names)
-        except ValueError:
-            pass
+    frames = pd.read_parquet(Path(features_dir) / "frames.parquet", columns=["split", "identity"])
+    held = set(frames.loc[frames["split"].isin(["val", "test"]), "identity"].astype(str))
     if trained & held:
         raise ValueError(f"{source} was trained on identities that are held out here: "
                          f"{sorted(trained & held)[:5]}; set train.autoencoder.pretrained to null")
