@@ -15,16 +15,19 @@ split's ground-truth landmarks (points centred, in inter-ocular units; see ``REA
 Each factor's estimate is compared with the swapped source's ground truth (per frame) and
 with the identity frame's ground truth. A disentangled model gives, for the swapped factor,
 a small error against the source and a larger one against the identity, and for the other
-two factors a small error against the identity. ``floor`` rows read the real source
-frames the same way: the error any output would have from the landmarker and the reader.
-At 64 px these floors show that the in-pipeline landmark regressor (about 2 px error) cannot
-resolve mouth and expression changes of a pixel or two, so the landmark table is only as
-sharp as that regressor.
+two factors a small error against the identity. Across identities a fixed offset (another
+face's lip width, say) weighs on these absolute errors, so :func:`factor_gain` also asks
+whether the output *follows* the source over time: the slope of the output's pose / mouth
+on the source's (1 = all of its motion, 0 = none). ``floor`` rows read the real source
+frames the same way, and the ``ideal`` rows the corpus' rendering of the perfect swap
+(:func:`swap_target`): what a perfectly disentangled model scores through this landmarker
+and reader.
 
-The sharper check needs no landmarker: :func:`swap_target` renders the *ideal* output of a
-swap with the corpus' own renderer (the identity with the source's pose, mouth or emotion,
-cropped like the crop stage) and :func:`pixel_run` scores each output against it, next to
-what the still identity frame scores against the same target.
+Two sharper checks need no landmarks: :func:`pixel_run` scores each output against its
+rendered ideal, next to what the still identity frame scores against the same target; and
+:func:`emotion_run` asks the emotion evaluator whether each output shows the source's
+emotion or the identity's (landmarks read an open mouth or a turned head partly as an
+emotion; the classifier sees the whole face).
 """
 
 from __future__ import annotations
@@ -83,6 +86,19 @@ def factor_error(name: str, estimate: np.ndarray, target: np.ndarray) -> float:
     """Pose, mouth: mean absolute difference; exp: mean Euclidean distance (target broadcasts)."""
     d = np.asarray(estimate) - np.asarray(target)
     return float(np.linalg.norm(d, axis=-1).mean() if name == "exp" else np.abs(d).mean())
+
+
+def factor_gain(estimate: np.ndarray, target: np.ndarray) -> float:
+    """How much of the target's motion over frames the estimate follows: the least-squares
+    slope of estimate on target, pooled over channels (sum of covariances / sum of
+    variances). 1 = follows fully, 0 = ignores it; NaN when the target does not move
+    (expression is constant within a clip). Offsets between identities do not count."""
+    est, tgt = np.asarray(estimate, np.float64), np.asarray(target, np.float64)
+    tgt = tgt - tgt.mean(0)
+    var = float((tgt ** 2).sum())
+    if var <= 1e-9 * len(tgt):
+        return float("nan")
+    return float(((est - est.mean(0)) * tgt).sum() / var)
 
 
 @dataclass
@@ -156,32 +172,97 @@ def make_pairs(corpus: Corpus, split: str, n: int) -> list[tuple[str, str]]:
     return [every[i] for i in pick]
 
 
-def run(model: object, landmarker: Landmarker, reader: FactorReader, corpus: Corpus,
-        pairs: list[tuple[str, str]], max_frames: int = 32, batch_size: int = 8,
-        label: str = "model") -> pd.DataFrame:
-    """One row per (pair, swapped factor, measured factor): errors against source and identity."""
+Outputs = dict[tuple[str, str, str], np.ndarray]    # (identity clip, source clip, swapped) -> frames
+
+
+def swap_outputs(model: object, corpus: Corpus, pairs: list[tuple[str, str]], max_frames: int = 32,
+                 batch_size: int = 8) -> Outputs:
+    """The model driven by each pair's source clip for one factor at a time (the other two
+    keep the identity frame's own): up to ``max_frames`` frames per swap; under "still",
+    no source at all (the identity's own weights: what the model makes of the identity)."""
     from edtalk import generate as gen
 
-    rows = []
+    out: Outputs = {}
     for id_clip, src_clip in pairs:
-        id_gt = factor_targets(corpus.rows([id_clip]).iloc[:1])
-        src_rows = corpus.rows([src_clip]).iloc[:max_frames]
-        src_gt = factor_targets(src_rows)
-        video = corpus.frames(src_clip, len(src_rows))
+        video = corpus.frames(src_clip, len(corpus.rows([src_clip]).iloc[:max_frames]))
         identity = corpus.frames(id_clip, 1)[0]
         for swapped in FACTORS:
-            out = gen.generate(model, identity, **{swapped: video}, batch_size=batch_size)   # type: ignore[arg-type]
-            est = reader(landmarker(out.frames)[0])
+            out[id_clip, src_clip, swapped] = gen.generate(model, identity, **{swapped: video},  # type: ignore[arg-type]
+                                                           batch_size=batch_size).frames
+        out[id_clip, src_clip, "still"] = gen.generate(model, identity, n_frames=len(video),
+                                                       batch_size=batch_size).frames
+    return out
+
+
+def swap_targets(corpus: Corpus, pairs: list[tuple[str, str]], max_frames: int = 32,
+                 **render: int | float) -> Outputs:
+    """The corpus' rendering of every swap's ideal output (:func:`swap_target`), and of the
+    still identity under the key (identity clip, source clip, "still")."""
+    out: Outputs = {}
+    for id_clip, src_clip in pairs:
+        n = len(corpus.rows([src_clip]).iloc[:max_frames])
+        for swapped in (*FACTORS, None):
+            out[id_clip, src_clip, swapped or "still"] = swap_target(corpus, id_clip, src_clip, swapped, n, **render)
+    return out
+
+
+def run(outputs: Outputs, landmarker: Landmarker, reader: FactorReader, corpus: Corpus,
+        label: str = "model", floor: bool = True) -> pd.DataFrame:
+    """One row per (pair, swapped factor, measured factor): errors against source and
+    identity, and the gain on the source; with ``floor``, also the real source frames read
+    the same way (one row per factor)."""
+    rows = []
+    pairs = list(dict.fromkeys((i, s) for i, s, f in outputs if f in FACTORS))
+    for id_clip, src_clip in pairs:
+        id_gt = factor_targets(corpus.rows([id_clip]).iloc[:1])
+        for swapped in FACTORS:
+            frames = outputs[id_clip, src_clip, swapped]
+            src_gt = factor_targets(corpus.rows([src_clip]).iloc[:len(frames)])
+            est = reader(landmarker(frames)[0])
+            rows += _factor_rows(label, id_clip, src_clip, swapped, est, src_gt, id_gt, FACTORS)
+        if floor:
+            est = reader(landmarker(corpus.frames(src_clip, len(frames)))[0])
             for f in FACTORS:
-                rows.append(dict(model=label, identity_clip=id_clip, source_clip=src_clip, swapped=swapped,
-                                 factor=f, err_source=factor_error(f, est[f], src_gt[f]),
-                                 err_identity=factor_error(f, est[f], id_gt[f])))
-        est = reader(landmarker(video)[0])             # floor: the real source frames, read the same way
-        for f in FACTORS:
-            rows.append(dict(model="floor (real source frames)", identity_clip=id_clip, source_clip=src_clip,
-                             swapped=f, factor=f, err_source=factor_error(f, est[f], src_gt[f]),
-                             err_identity=factor_error(f, est[f], id_gt[f])))
+                rows += _factor_rows("floor (real source frames)", id_clip, src_clip, f, est, src_gt, id_gt, (f,))
     return pd.DataFrame(rows)
+
+
+def emotion_run(outputs: Outputs, classify: Callable[[np.ndarray], np.ndarray], corpus: Corpus,
+                label: str = "model", floor: bool = True) -> pd.DataFrame:
+    """The emotion evaluator's reading of each swap: log P(source's emotion) - log P(identity's
+    emotion) of the video (``classify``: frames -> log-probabilities over ``EMOTIONS``). A
+    transferred expression is positive; an expression kept from the identity is negative.
+    "still" outputs (no source) give the model's own reading of the identity; ``floor`` adds
+    the real source frames (what a full transfer reads as)."""
+    rows = []
+    for (id_clip, src_clip, swapped), frames in outputs.items():
+        i, k = (EMOTIONS.index(str(corpus.info(c)["emotion"])) for c in (id_clip, src_clip))
+        todo = [(label, swapped, frames)]
+        if floor and swapped == "exp":
+            todo.append(("floor (real source frames)", "exp", corpus.frames(src_clip, len(frames))))
+        for name, sw, video in todo:
+            logp = np.asarray(classify(video), np.float64).reshape(-1)
+            rows.append(dict(model=name, identity_clip=id_clip, source_clip=src_clip, swapped=sw,
+                             emotion_shift=float(logp[k] - logp[i]),
+                             reads_source=bool(logp.argmax() == k), reads_identity=bool(logp.argmax() == i)))
+    return pd.DataFrame(rows)
+
+
+def _factor_rows(label: str, id_clip: str, src_clip: str, swapped: str, est: dict[str, np.ndarray],
+                 src_gt: dict[str, np.ndarray], id_gt: dict[str, np.ndarray], measured: Iterable[str]) -> list[dict]:
+    return [dict(model=label, identity_clip=id_clip, source_clip=src_clip, swapped=swapped, factor=f,
+                 err_source=factor_error(f, est[f], src_gt[f]), err_identity=factor_error(f, est[f], id_gt[f]),
+                 gain=factor_gain(est[f], src_gt[f])) for f in measured]
+
+
+def gain_table(results: pd.DataFrame) -> pd.DataFrame:
+    """Mean gain of each moving factor (pose, mouth) on the source's, per (model, swapped source)."""
+    r = results[results["factor"].isin(["pose", "mouth"])]
+    t = r.groupby(["model", "swapped", "factor"], sort=False)["gain"].mean().unstack("factor")
+    t = t[[c for c in ("pose", "mouth") if c in t.columns]]
+    t.columns = [f"{c} gain" for c in t.columns]
+    t.index = [f"{m}: {s} source" for m, s in t.index]
+    return t.sort_index(key=_reference_last, kind="stable")
 
 
 def table(results: pd.DataFrame) -> pd.DataFrame:
@@ -192,7 +273,12 @@ def table(results: pd.DataFrame) -> pd.DataFrame:
     order = [f"{f} vs {w}" for f in FACTORS for w in ("source", "identity")]
     t = t[[c for c in order if c in t.columns]]
     t.index = [f"{m}: {s} source" for m, s in t.index]
-    return t.sort_index(key=lambda i: i.str.startswith("floor"), kind="stable")
+    return t.sort_index(key=_reference_last, kind="stable").sort_index(key=_reference_last, kind="stable")
+
+
+def _reference_last(index: pd.Index) -> pd.Index:
+    """Sort key: model rows first, then the reference rows (ideal swaps, real source frames)."""
+    return index.str.startswith("ideal") + 2 * index.str.startswith("floor")
 
 
 def verdict(results: pd.DataFrame) -> pd.DataFrame:
@@ -239,23 +325,26 @@ def swap_target(corpus: Corpus, id_clip: str, src_clip: str, swapped: str | None
     return np.stack([crop_frame(f, b, crop_size) for f, b in zip(clip.frames, boxes)])
 
 
-def pixel_run(model: object, corpus: Corpus, pairs: list[tuple[str, str]], max_frames: int = 32,
-              batch_size: int = 8, label: str = "model", **render: int | float) -> pd.DataFrame:
+def pixel_run(outputs: Outputs, targets: Outputs, label: str = "model") -> pd.DataFrame:
     """Mean absolute pixel error (0-255) of each swap's output against its rendered ground
-    truth, next to the still identity's error against the same target (what doing nothing
-    scores) -- one row per (pair, swapped factor)."""
-    from edtalk import generate as gen
-
+    truth (``swap_targets``), next to the still identity's error against the same target
+    (what doing nothing scores) -- one row per (pair, swapped factor)."""
     rows = []
-    for id_clip, src_clip in pairs:
-        video = corpus.frames(src_clip, max_frames)
-        identity = corpus.frames(id_clip, 1)[0]
-        still = swap_target(corpus, id_clip, src_clip, None, len(video), **render).astype(np.float64)
-        for swapped in FACTORS:
-            target = swap_target(corpus, id_clip, src_clip, swapped, len(video), **render).astype(np.float64)
-            out = gen.generate(model, identity, **{swapped: video}, batch_size=batch_size)  # type: ignore[arg-type]
-            rows.append(dict(model=label, identity_clip=id_clip, source_clip=src_clip, swapped=swapped,
-                             err_target=float(np.abs(out.frames - target).mean()),
-                             still_err_target=float(np.abs(still - target).mean()),
-                             err_still=float(np.abs(out.frames - still).mean())))
+    for (id_clip, src_clip, swapped), frames in outputs.items():
+        out = frames.astype(np.float64)
+        target = targets[id_clip, src_clip, swapped].astype(np.float64)
+        still = targets[id_clip, src_clip, "still"].astype(np.float64)
+        rows.append(dict(model=label, identity_clip=id_clip, source_clip=src_clip, swapped=swapped,
+                         err_target=float(np.abs(out - target).mean()),
+                         still_err_target=float(np.abs(still - target).mean()),
+                         err_still=float(np.abs(out - still).mean())))
     return pd.DataFrame(rows)
+
+
+def emotion_table(results: pd.DataFrame) -> pd.DataFrame:
+    """Per (model, swapped source): mean emotion shift and the shares of videos read as the
+    source's / the identity's emotion."""
+    t = results.groupby(["model", "swapped"], sort=False)[["emotion_shift", "reads_source", "reads_identity"]].mean()
+    t.index = [f"{m}: {s} source" for m, s in t.index]
+    t.columns = ["log P(source emotion) - log P(identity emotion)", "read as source's", "read as identity's"]
+    return t.sort_index(key=_reference_last, kind="stable")

@@ -289,12 +289,19 @@ def heatmap_landmarker(net: FrameAttentionNet, label: str) -> NetLandmarker:
 
 
 @torch.inference_mode()
+def video_log_probs(frames: np.ndarray, net: FrameAttentionNet, max_frames: int | None = None,
+                    device: str | torch.device = "cpu") -> np.ndarray:
+    """Log-probabilities over ``EMOTIONS`` for one video, all frames (or ``max_frames`` evenly)."""
+    if max_frames is not None and len(frames) > max_frames:
+        frames = frames[np.linspace(0, len(frames), max_frames, endpoint=False).astype(int)]
+    logits = net(to_input(frames, net.config.image_size).to(device)).reshape(-1)
+    return torch.log_softmax(logits.float(), 0).cpu().numpy()
+
+
 def predict_video(frames: np.ndarray, net: FrameAttentionNet, max_frames: int | None = None,
                   device: str | torch.device = "cpu") -> int:
     """Class index (into ``EMOTIONS``) for one video, all frames (or ``max_frames`` evenly)."""
-    if max_frames is not None and len(frames) > max_frames:
-        frames = frames[np.linspace(0, len(frames), max_frames, endpoint=False).astype(int)]
-    return int(net(to_input(frames, net.config.image_size).to(device)).argmax())
+    return int(video_log_probs(frames, net, max_frames, device).argmax())
 
 
 def video_accuracy(predicted: list[int] | np.ndarray, labels: list[int] | np.ndarray) -> float:

@@ -1,9 +1,11 @@
 """DVC stage `evaluate_audio2motion`: held-out checks of the audio predictors -> reports/audio2motion.json.
 
-Pose: flow log-likelihood of held-out W^p vs a Gaussian fit, variance across seeds,
+Pose: flow log-likelihood of held-out W^p (per frame, and as whole sequences under the
+latent process) vs a Gaussian fit, variance across seeds,
 jitter vs ground truth. Expression: nearest per-emotion-mean agreement with the clip
 label for audio+text, audio only, text only (chance 1/8). Mouth: L^m_fea vs the mean.
-Sync: EDTalk-A videos driven by the clip's speech delayed by k frames, scored by the
+The expression modes are also rendered through the generator and read by the emotion
+evaluator (``evaluate_expression_rendered``). Sync: EDTalk-A videos driven by the clip's speech delayed by k frames, scored by the
 SyncNet (released weights when present, else the one trained here) against the original
 speech: the offset at k = 0 and whether it moves by k (``sync_check``).
 """
@@ -25,7 +27,7 @@ from edtalk.audio2motion.driver import AudioDriver
 from edtalk.audio2motion.sync_check import SyncItem, audio_shift_offsets
 from edtalk.data import atomic
 from edtalk.data.pixel_cache import PixelCache
-from metrics import sync
+from metrics import emotion, sync
 from metrics.evaluators.backends import choose
 from metrics.evaluators.baselines import identity_source
 from pipeline.a2m_common import clip_waves
@@ -56,18 +58,22 @@ def evaluate_audio2motion(params: dict[str, Any], features_dir: str = "data/feat
                                                 float(ev["temperature"])),
                "expression": evaluation.evaluate_expression(driver, test, waves, text, train),
                "mouth": evaluation.evaluate_mouth(driver, train, test)}
-    sync_weights = choose("models/evaluators", cache_dir=params["evaluate"].get("weights_cache")).sync_weights
-    if sync_weights is not None and int(ev.get("sync_clips", 0)) > 0:
-        net = sync.load(sync_weights)
-        model = gen.load_model(section["edtalk_checkpoint"])
-        # the generate stage's identity frame (another clip of the same identity; splits are by identity)
-        clips_manifest = pd.DataFrame({"clip_id": [c.clip_id for c in test],
-                                       "identity": [c.identity or c.clip_id for c in test]})
-        pixels = PixelCache(Path(features_dir) / "pixels.npy")      # decoded crops, no mp4 decode
-        first_row = {c.clip_id: int(c.pixel_index[0]) for c in test}
-        items = [SyncItem(c.clip_id, pixels[first_row[identity_source(clips_manifest, c.clip_id)]], w,
-                          text_of.get(c.clip_id) or None)
-                 for c, w in list(zip(test, waves))[: int(ev["sync_clips"])]]
+    chosen = choose("models/evaluators", cache_dir=params["evaluate"].get("weights_cache"))
+    model = gen.load_model(section["edtalk_checkpoint"])
+    # the generate stage's identity frame (another clip of the same identity; splits are by identity)
+    clips_manifest = pd.DataFrame({"clip_id": [c.clip_id for c in test],
+                                   "identity": [c.identity or c.clip_id for c in test]})
+    pixels = PixelCache(Path(features_dir) / "pixels.npy")      # decoded crops, no mp4 decode
+    first_row = {c.clip_id: int(c.pixel_index[0]) for c in test}
+    identities = [pixels[first_row[identity_source(clips_manifest, c.clip_id)]] for c in test]
+    if chosen.emotion_weights is not None:
+        net, label = emotion.load(chosen.emotion_weights)
+        summary["expression_rendered"] = {"backend": label, **evaluation.evaluate_expression_rendered(
+            model, driver, test, waves, text, identities, lambda frames: emotion.predict_video(frames, net))}
+    if chosen.sync_weights is not None and int(ev.get("sync_clips", 0)) > 0:
+        net = sync.load(chosen.sync_weights)
+        items = [SyncItem(c.clip_id, ident, w, text_of.get(c.clip_id) or None)
+                 for c, w, ident in list(zip(test, waves, identities))[: int(ev["sync_clips"])]]
         summary["sync"] = {"backend": net.backend,
                            **audio_shift_offsets(model, driver, items, net, tuple(ev["sync_shifts"]),
                                                  int(params["generate"]["pose_seed"]),
@@ -75,10 +81,17 @@ def evaluate_audio2motion(params: dict[str, Any], features_dir: str = "data/feat
     atomic.write_json(Path(report), summary)
     get_run_logger().info("%s: %s", STAGE, summary)
     p, e = summary["pose"], summary["expression"]
-    print(f"{STAGE}: pose LL {p['loglik_flow']:.3f} vs Gaussian {p['loglik_gaussian']:.3f} nats/frame, "
+    print(f"{STAGE}: pose LL {p['loglik_flow']:.3f} vs Gaussian {p['loglik_gaussian']:.3f} nats/frame per frame, "
+          f"{p['loglik_sequence']:.3f} as sequences (Gaussian with its own latent process "
+          f"{p['loglik_sequence_gaussian']:.3f}), "
           f"seed variance {p['seed_variance']:.4g} (GT {p['gt_variance']:.4g}), jitter ratio "
           f"{p['jitter_ratio']:.3f}; expression agreement audio+text {e['accuracy_audio+text']:.3f}, "
           f"audio {e['accuracy_audio']:.3f}, text {e['accuracy_text']:.3f} (chance {e['chance']:.3f})")
+    if "expression_rendered" in summary:
+        r = summary["expression_rendered"]
+        print(f"{STAGE}: rendered expression read by {r['backend']}: audio+text {r['accuracy_audio+text']:.3f}, "
+              f"audio {r['accuracy_audio']:.3f}, text {r['accuracy_text']:.3f}, ground-truth W^e "
+              f"{r['accuracy_gt_weights']:.3f}, identity's own W^e {r['accuracy_identity_own']:.3f}")
     if "sync" in summary:
         y = summary["sync"]
         print(f"{STAGE}: EDTalk-A sync offset within +-{y['tolerance_frames']} frame on "

@@ -3,7 +3,8 @@
 Trained model vs an untrained (random-weight) model of the same configuration, on pairs of
 synthetic test clips; see ``metrics/disentangle.py`` for the measures: factors read back
 from the output's landmarks, and pixel error against the corpus' rendering of the ideal
-swapped video. Writes ``<out>.md`` and the per-pair ``<out>.csv`` / ``<out>_pixels.csv``.
+swapped video, and the emotion evaluator's reading of each output. Writes ``<out>.md`` and
+the per-pair ``<out>.csv`` / ``<out>_pixels.csv`` / ``<out>_emotion.csv``.
 
     python scripts/disentangle_table.py [--checkpoint models/train_expression/model.pt]
         [--landmarks models/evaluators/emotion.pt] [--out reports/disentangle]
@@ -44,6 +45,8 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     ap.add_argument("--checkpoint", default=gen.DEFAULT_CHECKPOINT)
     ap.add_argument("--landmarks", default="models/evaluators/emotion.pt",
                     help="emotion.pt (its heatmap landmarks, ~0.8 px: default) or landmarks.pt (~2 px regressor)")
+    ap.add_argument("--emotion", default="models/evaluators/emotion.pt",
+                    help="emotion evaluator that reads each swap's expression")
     ap.add_argument("--features", default="data/features")
     ap.add_argument("--groundtruth", default="data/ingest/groundtruth.parquet")
     ap.add_argument("--out", default="reports/disentangle", help="writes <out>.md and <out>.csv")
@@ -65,15 +68,22 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     test_rows = corpus.rows(corpus.split(cfg["split"]))
     r2 = reader.r2(corpus.landmarks(test_rows), dis.factor_targets(test_rows))
     pairs = dis.make_pairs(corpus, cfg["split"], int(cfg["pairs"]))
-    results = pd.concat([
-        dis.run(trained, landmarker, reader, corpus, pairs, int(cfg["max_frames"]), label="trained"),
-        dis.run(untrained, landmarker, reader, corpus, pairs, int(cfg["max_frames"]), label="untrained"),
-    ])
-    results = results[~results.duplicated(["model", "identity_clip", "source_clip", "swapped", "factor"])]
+    n = int(cfg["max_frames"])
     render = dict(render_size=int(params["data"]["synthetic"]["render_size"]), crop_size=trained.cfg.size,
                   increase=float(params["crop"]["increase"]), smooth_window=int(params["crop"]["smooth_window"]))
-    pixels = pd.concat([dis.pixel_run(m, corpus, pairs, int(cfg["max_frames"]), label=name, **render)
-                        for name, m in (("trained", trained), ("untrained", untrained))])
+    outputs = {name: dis.swap_outputs(m, corpus, pairs, n) for name, m in (("trained", trained), ("untrained", untrained))}
+    targets = dis.swap_targets(corpus, pairs, n, **render)
+    ideal = targets                                   # incl. "still": the identity frame held still
+    results = pd.concat([dis.run(outputs["trained"], landmarker, reader, corpus, "trained"),
+                         dis.run(outputs["untrained"], landmarker, reader, corpus, "untrained", floor=False),
+                         dis.run(ideal, landmarker, reader, corpus, "ideal (rendered swap)", floor=False)])
+    net, net_label = emotion.load(args.emotion)
+    classify = lambda frames: emotion.video_log_probs(frames, net)  # noqa: E731
+    emotions = pd.concat([dis.emotion_run(outputs["trained"], classify, corpus, "trained"),
+                          dis.emotion_run(outputs["untrained"], classify, corpus, "untrained", floor=False),
+                          dis.emotion_run(ideal, classify, corpus, "ideal (rendered swap)", floor=False)])
+    pixels = pd.concat([dis.pixel_run(out, targets, label=name) for name, out in outputs.items()])
+    pixels = pixels[pixels["swapped"] != "still"]
     ptable = pixels.groupby(["model", "swapped"], sort=False)[["err_target", "err_still", "still_err_target"]].mean()
     ptable.index = [f"{m}: {f} source" for m, f in ptable.index]
     ptable.columns = ["output vs swapped ground truth", "output vs still identity", "still identity vs swapped ground truth"]
@@ -96,7 +106,29 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
         table.to_markdown(floatfmt=".3f"),
         "",
         "Share of (swapped, measured) cells where the expected side is closer: "
-        + ", ".join(f"{m} {v:.0%}" for m, v in score.items() if not m.startswith("floor")) + ".",
+        + ", ".join(f"{m} {v:.0%}" for m, v in score.items() if not m.startswith(("floor", "ideal"))) + ". "
+        "The `ideal` rows read the corpus' rendering of the perfect swap the same way: the errors "
+        "this landmarker and reader give a perfectly disentangled model.",
+        "",
+        "## Following the source over time",
+        "",
+        "Gain = least-squares slope of the output's factor on the source's, over each pair's frames "
+        "(1: the source's whole motion, 0: none; a fixed offset between the two faces does not count). "
+        "Expression is constant within a clip, so it has no gain. Disentangled = the swapped factor's "
+        "gain near the `ideal` row's, the other factor's near 0.",
+        "",
+        dis.gain_table(results).to_markdown(floatfmt=".2f"),
+        "",
+        "## Expression read by the emotion evaluator",
+        "",
+        f"`{net_label}` on each output video: log P(source's emotion) - log P(identity's emotion) "
+        "(every pair's two clips differ in emotion), and the share of videos classified as either. "
+        "Landmarks read expression poorly (an open mouth or a turned head shifts them like an emotion "
+        "does, see the `ideal` rows above); the classifier sees the whole face. Disentangled = "
+        "positive for the expression source, negative (like the `ideal` rows) for the others; "
+        "`still` = no source (the identity's own weights).",
+        "",
+        dis.emotion_table(emotions).to_markdown(floatfmt=".2f"),
         "",
         "## Against the rendered ground truth of each swap",
         "",
@@ -114,6 +146,8 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
         results.to_csv(tmp, index=False)
     with atomic.atomic_path(Path(f"{args.out}_pixels.csv")) as tmp:
         pixels.to_csv(tmp, index=False)
+    with atomic.atomic_path(Path(f"{args.out}_emotion.csv")) as tmp:
+        emotions.to_csv(tmp, index=False)
     print(text)
     return table
 

@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from edtalk.audio2motion.config import PoseFlowConfig
-from edtalk.audio2motion.pose_flow import (PoseFlow, gaussian_nll, jitter, mle_loss, pose_losses,
-                                           pose_rec_loss, select_noise, shrunk_covariance,
-                                           smooth_taps, temporal_loss)
+from edtalk.audio2motion.pose_flow import (PoseFlow, fit_process, gaussian_nll, jitter, kernel_correlation,
+                                           mle_loss, pose_losses, pose_rec_loss, process_log_prob,
+                                           select_noise, shrunk_covariance, smooth_taps, temporal_loss)
 
 CFG = PoseFlowConfig(cond_dim=8, context_dim=16, hidden=32, n_couplings=4)
 PER_FRAME = replace(CFG, context_smooth=0.0)   # conditions drawn i.i.d. per frame: no low-pass
@@ -188,9 +188,41 @@ def test_fitted_latent_moves_smoothly_and_ignores_frame_noise() -> None:
     flow2.fit_normalization(w)
     flow2.fit_temporal_correlation([w[i:i + 1] for i in range(24)], [fa[i:i + 1] for i in range(24)])
     assert torch.allclose(flow2.rho, flow.rho) and torch.allclose(flow2.shared, flow.shared)
-    # without the low-pass band the frame noise counts as (fast) motion: rougher samples
-    flow2.fit_temporal_correlation(w, fa, band=0.0)
-    assert float(flow2.rho.mean()) < float(rho.mean())
+    assert torch.allclose(flow2.white, flow.white)
+    # the frame noise (0.3^2 of 1 + 0.4^2 + 0.3^2 = 1.25) is recognised as such, not as motion
+    assert 0.03 < float(flow.white.mean()) < 0.15, flow.white
+
+
+def test_sequence_density_is_the_exact_gaussian_process_and_iid_without_one() -> None:
+    flow = _randomised_flow(3, torch.float64)
+    w, fa = torch.randn(2, 7, 6, dtype=torch.float64), torch.randn(2, 7, 8, dtype=torch.float64)
+    with torch.no_grad():
+        assert torch.allclose(flow.sequence_log_prob(w, fa), flow.log_prob(w, fa).sum(1))   # rho = a = e = 0
+        flow.rho.fill_(0.9), flow.shared.fill_(0.3), flow.white.fill_(0.1)
+        z, logdet = flow.inverse(w, fa)
+        r = kernel_correlation(7, 0.9)
+        cov = 0.3 * torch.ones(7, 7, dtype=torch.float64) + 0.6 * r + 0.1 * torch.eye(7, dtype=torch.float64)
+        direct = torch.distributions.MultivariateNormal(torch.zeros(7, dtype=torch.float64), cov)
+        want = direct.log_prob(z.permute(0, 2, 1)).sum(1) + logdet.sum(1)
+        assert torch.allclose(flow.sequence_log_prob(w, fa), want)
+    assert float(r[0, 0]) == pytest.approx(1.0) and float(r[0, 1]) == pytest.approx(0.9, abs=1e-6)
+
+
+def test_process_fit_recovers_its_parameters_and_beats_iid_on_held_out_sequences() -> None:
+    g = torch.Generator().manual_seed(5)
+    rho, a, e = 0.95, 0.5, 0.05
+
+    def draw(n: int, t: int) -> list[torch.Tensor]:
+        chol = torch.linalg.cholesky(a + (1 - a - e) * kernel_correlation(t, rho) + e * torch.eye(t, dtype=torch.float64))
+        return [chol @ torch.randn(t, 2, generator=g, dtype=torch.float64) for _ in range(n)]
+
+    rho_hat, a_hat, e_hat = fit_process(draw(60, 50))
+    assert torch.all((rho_hat - rho).abs() < 0.03) and torch.all((a_hat - a).abs() < 0.2)
+    assert torch.all((e_hat / e).log().abs() < math.log(2.0)), e_hat
+    held = draw(10, 50)
+    seq = sum(process_log_prob(z, rho_hat, a_hat, e_hat) for z in held)
+    iid = sum(float(torch.distributions.Normal(0.0, 1.0).log_prob(z).sum()) for z in held)
+    assert seq > iid + 10 * 50                               # nats: smooth sequences are far likelier
 
 
 def test_calibration_only_ever_raises_rho_to_meet_the_jitter_cap() -> None:

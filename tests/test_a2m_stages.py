@@ -294,3 +294,34 @@ def test_flows_end_to_end(corpus: Path, tmp_path: Path, prefect_harness) -> None
     driver = AudioDriver.load(tmp_path / "m")
     pred = driver.predict(np.zeros(8000, np.float32), 12, transcript="I am so happy")
     assert pred["exp"].shape == (12, 10)
+
+
+def test_rendered_expression_check_reads_each_mode_through_the_generator(corpus: Path) -> None:
+    """The ground-truth W^e mode renders exactly the clip's own weights; a classifier that
+    recognises those renders scores 1 on it and 0 on the identity's own weights."""
+    from edtalk import generate as gen
+    from edtalk.audio2motion.evaluation import evaluate_expression_rendered
+    from edtalk.model import load_checkpoint
+
+    model, _ = load_checkpoint(corpus / "model.pt")
+    model.eval()
+    test = _clips(corpus, ("test",))
+    px = PixelCache(corpus / "features" / "pixels.npy")
+    identities = [px[int(c.pixel_index[0])] for c in test]
+    idx = np.linspace(0, len(test[0]) - 1, 4).round().astype(int)
+    truth = [gen.generate(model, ident, mouth=c.mouth[idx], pose=c.pose[idx], exp=c.exp[idx]).frames
+             for c, ident in zip(test, identities)]
+
+    class Driver:             # predicts the train-free constant W^e = 0
+        def expression(self, audio, text):
+            return torch.zeros(1, 10)
+
+    def classify(frames: np.ndarray) -> int:
+        match = [k for k, t in enumerate(truth) if np.array_equal(t, frames)]
+        return test[match[0]].label if match else -1
+
+    out = evaluate_expression_rendered(model, Driver(), test, [np.zeros(800, np.float32)] * len(test),
+                                       torch.zeros(len(test), 384), identities, classify, n_frames=4)
+    assert out["accuracy_gt_weights"] == 1.0
+    assert out["accuracy_identity_own"] == 0.0 and out["accuracy_audio+text"] == 0.0
+    assert out["clips"] == len(test) and out["chance"] == 1 / len(EMOTIONS)

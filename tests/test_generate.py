@@ -213,3 +213,64 @@ def test_disentangle_reader_and_table() -> None:
     t = dis.table(pd.DataFrame(rows))
     assert list(t.index) == ["m: pose source", "m: mouth source", "m: exp source"]
     assert t.loc["m: pose source", "pose vs source"] == 0.1 and dis.verdict(pd.DataFrame(rows))["holds"].all()
+
+
+def test_disentangle_gain_ignores_offsets_and_orders_reference_rows_last() -> None:
+    import pandas as pd
+
+    from metrics import disentangle as dis
+
+    t = np.linspace(0, 1, 30)
+    target = np.c_[np.sin(6 * t), np.cos(4 * t)]
+    assert abs(dis.factor_gain(0.5 * target + 7.0, target) - 0.5) < 1e-9     # half the motion, any offset
+    assert abs(dis.factor_gain(np.c_[t, t] * 0 + 3.0, target)) < 1e-12       # a still output: no gain
+    assert np.isnan(dis.factor_gain(target, np.ones_like(target)))          # a still source: undefined
+    rows = [dict(model=m, identity_clip="a", source_clip="b", swapped=s, factor=f, err_source=1.0,
+                 err_identity=1.0, gain=1.0 if s == f else 0.0)
+            for m in ("floor (real source frames)", "ideal (rendered swap)", "m") for s in dis.FACTORS
+            for f in dis.FACTORS]
+    g = dis.gain_table(pd.DataFrame(rows))
+    assert list(g.columns) == ["pose gain", "mouth gain"]
+    assert list(g.index[:3]) == ["m: pose source", "m: mouth source", "m: exp source"]
+    assert g.index[3].startswith("ideal") and g.index[-1].startswith("floor")
+    assert g.loc["m: mouth source", "mouth gain"] == 1.0 and g.loc["m: mouth source", "pose gain"] == 0.0
+    assert dis.table(pd.DataFrame(rows)).index[-1].startswith("floor")
+
+
+class _TwoClipCorpus:
+    """Just what the disentangle scorers read: clip info and frames of two clips."""
+
+    def __init__(self) -> None:
+        import pandas as pd
+
+        self.clips = pd.DataFrame({"clip_id": ["a", "b"], "emotion": ["happy", "sad"]})
+
+    def info(self, clip_id: str):
+        return self.clips.set_index("clip_id").loc[clip_id]
+
+    def frames(self, clip_id: str, n: int) -> np.ndarray:
+        return np.full((n, 4, 4, 3), 200 if clip_id == "b" else 50, np.uint8)
+
+
+def test_disentangle_emotion_and_pixel_scores() -> None:
+    from edtalk.data.schema import EMOTIONS
+    from metrics import disentangle as dis
+
+    corpus = _TwoClipCorpus()
+    dark, bright = np.full((3, 4, 4, 3), 50, np.uint8), np.full((3, 4, 4, 3), 200, np.uint8)
+
+    def classify(frames: np.ndarray) -> np.ndarray:          # bright faces read "sad", dark "happy"
+        logp = np.full(len(EMOTIONS), -5.0)
+        logp[EMOTIONS.index("sad" if frames.mean() > 128 else "happy")] = -0.1
+        return logp
+
+    outputs = {("a", "b", "pose"): dark, ("a", "b", "exp"): bright, ("a", "b", "still"): dark}
+    r = dis.emotion_run(outputs, classify, corpus, "m").set_index(["model", "swapped"])
+    assert r.loc[("m", "exp"), "emotion_shift"] == pytest.approx(4.9) and r.loc[("m", "exp"), "reads_source"]
+    assert r.loc[("m", "pose"), "emotion_shift"] == pytest.approx(-4.9) and r.loc[("m", "pose"), "reads_identity"]
+    assert r.loc[("floor (real source frames)", "exp"), "emotion_shift"] == pytest.approx(4.9)
+    t = dis.emotion_table(r.reset_index())
+    assert t.index[-1].startswith("floor") and len(t) == 4
+    targets = {("a", "b", "pose"): dark, ("a", "b", "exp"): dark, ("a", "b", "still"): dark}
+    p = dis.pixel_run({("a", "b", "exp"): bright}, targets, "m").iloc[0]
+    assert (p["err_target"], p["err_still"], p["still_err_target"]) == (150.0, 150.0, 0.0)

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from edtalk.data.schema import EMOTIONS
 from edtalk.train.data import (FrameTable, autoencoder_batch, expression_batch, mouth_box,
                                mouth_pose_batch, paste_mouth, window_rows)
 
@@ -81,18 +82,33 @@ def test_window_stays_in_the_clip_and_has_k_frames(table):
     assert batch["window"].shape == (2, 3, 3, SIZE, SIZE)
 
 
-def test_identity_frame_of_mouth_pose_pairs_is_another_frame_of_the_same_identity(table):
-    batch = mouth_pose_batch(table, 0, 1, 4)
+def test_table_keeps_only_the_requested_emotions(tmp_path):
+    root = make_features(tmp_path / "feat")
+    neutral = FrameTable.load(root, emotions=["neutral"])
+    assert set(neutral.emotion) == {EMOTIONS.index("neutral")} and len(neutral) == 8   # id0_c0 only
+    with pytest.raises(ValueError, match="emotions"):
+        FrameTable.load(root, "val", emotions=["surprised"])
+
+
+@pytest.mark.parametrize("pairs", ["identity", "clip"])
+def test_identity_frame_of_mouth_pose_pairs_is_another_frame_of_the_same_identity(table, pairs):
     px = table.pixels[table.pixel_index]                   # every frame's pixels, row order
 
     def row_of(img):                                       # frames are distinct random images
         arr = np.rint((img.permute(1, 2, 0).numpy() + 1) * 127.5).astype(np.uint8)
         return int(np.flatnonzero((px == arr).all(axis=(1, 2, 3)))[0])
 
-    for i in range(4):
-        a, b, c = (row_of(batch[k][i]) for k in ("a", "b", "identity"))
-        assert table.clip[a] == table.clip[b] and a != b
-        assert table.identity[c] == table.identity[a] and c not in (a, b)
+    other_clip = 0
+    for step in range(6):
+        batch = mouth_pose_batch(table, 0, step, 4, pairs=pairs)
+        for i in range(4):
+            a, b, c = (row_of(batch[k][i]) for k in ("a", "b", "identity"))
+            assert table.clip[a] == table.clip[b] and a != b
+            assert table.identity[c] == table.identity[a] and c not in (a, b)
+            other_clip += table.clip[c] != table.clip[a]
+    assert (other_clip > 0) == (pairs == "identity")       # "clip": always the pair's own clip
+    with pytest.raises(ValueError, match="pairs"):
+        mouth_pose_batch(table, 0, 0, 2, pairs="video")
 
 
 def test_expression_identity_frame_comes_from_another_clip_of_the_same_identity(table):

@@ -5,20 +5,24 @@
   6-d densities of W^p in its own units: the flow's includes the log-det of every layer,
   its standardisation S too), and under the flow's Gaussian part alone (S and the
   decorrelating M, ``loglik_flow_base``: what the conditional layers add is the
-  difference); variance of samples across seeds (per frame and dimension, averaged)
+  difference). The same for whole sequences (``loglik_sequence``: the pose generator's
+  exact density of each held-out W^p sequence, flow + its latent process, per frame),
+  next to the i.i.d. Gaussian and to that Gaussian with its own fitted latent process
+  (``loglik_sequence_gaussian``: what the flow adds over a temporal Gaussian); variance of samples across seeds (per frame and dimension, averaged)
   next to the held-out W^p's own variance; frame-to-frame jitter of samples and of the
   deterministic mean path (temperature 0) vs ground truth.
 * expression: nearest per-emotion mean W^e (train clips) of the predicted W^e-hat vs
   the clip's label, for audio+text, audio only and text only (chance 1/8), plus the
   same rule on the ground-truth per-clip mean W^e (the ceiling of this read-out: it is
   only as high as the frozen ELN's weights separate the emotions), and L_exp (L1) of
-  each mode next to predicting the train mean.
+  each mode next to predicting the train mean; and the same modes rendered through the
+  generator and read by the emotion evaluator (``evaluate_expression_rendered``).
 * mouth: L^m_fea on held-out frames vs predicting the train mean W^m.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -29,7 +33,7 @@ from edtalk.data.schema import EMOTIONS
 from .audio_encoder import frame_windows
 from .driver import AudioDriver
 from .mouth import mouth_feature_loss
-from .pose_flow import gaussian_nll, jitter
+from .pose_flow import PoseFlow, fit_process, gaussian_nll, jitter, process_log_prob
 from .train import ClipData
 
 
@@ -45,11 +49,12 @@ def evaluate_pose(driver: AudioDriver, train: Sequence[ClipData], test: Sequence
     model = driver.pose
     flow = model.flow
     ctx = model.encoder.cfg.context_frames
-    lls, base, seed_var, jit_s, jit_m, jit_g = [], [], [], [], [], []
+    lls, base, seq, seed_var, jit_s, jit_m, jit_g = [], [], [], [], [], [], []
     for c in test:
         w = torch.from_numpy(c.pose)[None]
         fa = model.features(frame_windows(c.features(driver.pose_feature), ctx)[None])
         lls.append(flow.log_prob(w, fa)[0])
+        seq.append(float(flow.sequence_log_prob(w, fa)[0]))
         base.append(flow.base_log_prob(w)[0])
         samples = torch.cat([flow.sample(fa, temperature, generator=torch.Generator().manual_seed(s))
                              for s in range(seeds)])                                  # (S, T, 6)
@@ -61,10 +66,14 @@ def evaluate_pose(driver: AudioDriver, train: Sequence[ClipData], test: Sequence
     test_w = torch.from_numpy(np.concatenate([c.pose for c in test]))
     ll_flow = float(torch.cat(lls).mean())
     ll_gauss = -gaussian_nll(train_w, test_w)
+    ll_seq = sum(seq) / int(test_w.shape[0])
+    ll_seq_gauss = temporal_gaussian_loglik(flow, [c.pose for c in train], [c.pose for c in test])
     gt_jitter = max(float(np.mean(jit_g)), 1e-12)
     return {"clips": len(test), "frames": int(test_w.shape[0]),
             "loglik_flow": ll_flow, "loglik_gaussian": ll_gauss,
             "loglik_gain": ll_flow - ll_gauss, "loglik_flow_base": float(torch.cat(base).mean()),
+            "loglik_sequence": ll_seq, "loglik_sequence_gain": ll_seq - ll_gauss,
+            "loglik_sequence_gaussian": ll_seq_gauss,
             "seed_variance": float(np.mean(seed_var)), "gt_variance": float(test_w.var(0).mean()),
             "jitter_samples": float(np.mean(jit_s)), "jitter_gt": float(np.mean(jit_g)),
             "jitter_ratio": float(np.mean(jit_s)) / gt_jitter,
@@ -72,6 +81,22 @@ def evaluate_pose(driver: AudioDriver, train: Sequence[ClipData], test: Sequence
             "jitter_ratio_mean_path": float(np.mean(jit_m)) / gt_jitter,
             "rho": float(flow.rho.mean()), "shared": float(flow.shared.mean()),
             "seeds": seeds, "temperature": temperature}
+
+
+@torch.no_grad()
+def temporal_gaussian_loglik(flow: PoseFlow, train: Sequence[np.ndarray], test: Sequence[np.ndarray]) -> float:
+    """Per-frame log-likelihood of the ``test`` W^p sequences under the flow's Gaussian part
+    (S and M: the train W^p's Gaussian) with a latent process of its own, fitted by
+    maximum likelihood to the ``train`` sequences: the temporal baseline without the flow's
+    conditional layers."""
+    def latents(w: np.ndarray) -> tuple[torch.Tensor, float]:
+        z, ld = flow.base_latent(torch.from_numpy(w).to(flow.mean))
+        return z.double().cpu(), float(ld) * len(w)
+
+    kernel = flow.cfg.temporal_kernel
+    params = fit_process([latents(w)[0] for w in train if len(w) >= 3], kernel)
+    total = sum(process_log_prob(z, *params, kernel) + ld for z, ld in map(latents, test))
+    return total / sum(len(w) for w in test)
 
 
 @torch.no_grad()
@@ -96,6 +121,44 @@ def evaluate_expression(driver: AudioDriver, test: Sequence[ClipData], waves: Se
         out["l1_mean_baseline"] = float((mean - gt).abs().mean())
     out["accuracy_gt_weights"] = float((nearest_emotion(gt, means) == labels).float().mean())
     return out
+
+
+@torch.no_grad()
+def evaluate_expression_rendered(model: Any, driver: AudioDriver, test: Sequence[ClipData],
+                                 waves: Sequence[np.ndarray], text_emb: torch.Tensor,
+                                 identities: Sequence[np.ndarray], classify: Callable[[np.ndarray], int],
+                                 n_frames: int = 16) -> dict[str, Any]:
+    """Emotion of the predicted W^e-hat *through the generator and the emotion evaluator*.
+
+    Each test clip's identity frame (``identities``) is rendered for ``n_frames`` frames
+    with the clip's own ground-truth mouth and pose weights and, per mode, W^e-hat from
+    audio+text, audio only or text only; ``classify`` (frames -> class index) reads the
+    video's emotion, compared with the clip's label. Two references: the clip's ground-truth
+    W^e (what a perfect predictor scores through this generator) and the identity frame's
+    own W^e (no expression prediction: what the mouth and pose weights alone carry).
+    """
+    from edtalk import generate as gen
+
+    modes: dict[str, tuple[bool, bool] | str] = {"audio+text": (True, True), "audio": (True, False),
+                                                 "text": (False, True), "gt_weights": "gt",
+                                                 "identity_own": "own"}
+    hits: dict[str, list[bool]] = {m: [] for m in modes}
+    for k, (c, wave, identity) in enumerate(zip(test, waves, identities)):
+        idx = np.linspace(0, len(c) - 1, n_frames).round().astype(int)
+        drive = {"mouth": c.mouth[idx], "pose": c.pose[idx]}
+        for name, mode in modes.items():
+            if mode == "gt":
+                exp = c.exp[idx]
+            elif mode == "own":
+                exp = None
+            else:
+                a = torch.from_numpy(np.asarray(wave, np.float32))[None] if mode[0] else None
+                t = text_emb[k:k + 1] if mode[1] else None
+                exp = driver.expression(a, t).cpu().numpy().repeat(n_frames, axis=0)
+            frames = gen.generate(model, identity, exp=exp, n_frames=n_frames, **drive).frames
+            hits[name].append(classify(frames) == c.label)
+    return {"clips": len(test), "frames": n_frames, "chance": 1.0 / len(EMOTIONS),
+            **{f"accuracy_{m}": float(np.mean(h)) for m, h in hits.items()}}
 
 
 @torch.no_grad()

@@ -23,24 +23,25 @@ the couplings work in the axes of W^p itself, where its per-weight nonlinearity 
 Shrinking Sigma by ``noise``^2 diag(Sigma) is the Gaussian counterpart of training with
 that much dequantisation noise.
 
-Sampling (inference): w-hat_t = phi_p(z_t, h_t) with z a Gaussian process over time whose
-every z_t is exactly N(0, I) * temperature (so the flow's per-frame density is kept and
-seeds differ):
+Sequences: the latents of one sequence follow a Gaussian process over time, per dimension
 
-    z_t = sqrt(a) c + sqrt(1 - a) u_t,   c ~ N(0, I) once per sequence,
+    z_t = sqrt(a) c + sqrt(1 - a - e) u_t + sqrt(e) eps_t,   c ~ N(0, I) once per sequence,
+    eps_t white (the frame-level measurement noise of W^p: the encoder's jitter on real frames),
     u_t stationary, unit variance, lag-1 correlation rho:
         "gaussian" kernel: white noise through a Gaussian filter, corr(k) ~ rho^(k^2)
                            (smooth paths; the default)
         "ar1":             u_t = rho u_{t-1} + sqrt(1 - rho^2) e_t (rough, Markov)
 
-``fit_temporal_correlation`` estimates rho and the shared fraction a (per dimension) from
-the *within-sequence* autocovariance of the training latents, low-passed to the
-conditioning's band, at lags 1 and 2 (lag 0 is left out, so frame-level measurement noise
-in W^p does not count as motion): samples then move as smoothly, and as far within a
-sequence, as the ground truth's slow part.
-``calibrate_temporal_correlation`` only ever raises rho, until sampled jitter is at most
-``target_ratio`` x the ground truth's. Temperature 0 gives the deterministic "mean path"
-phi_p(0, h_t), smooth because h is.
+so every z_t is N(0, I) (the flow's per-frame density is kept) and a whole sequence has the
+exact density ``sequence_log_prob`` = log N(z_{1:T}; 0, K) + sum_t log-det, K = a 11^T +
+(1 - a - e) R_rho + e I per dimension. ``fit_temporal_correlation`` sets (rho, a, e) per
+dimension by maximum likelihood of the training sequences (``fit_process``).
+
+Sampling (inference): w-hat_t = phi_p(z_t, h_t) with z drawn from that process *without*
+the measurement noise eps (the noise-free motion; seeds differ through c and u), times the
+temperature. ``calibrate_temporal_correlation`` only ever raises rho, until sampled jitter
+is at most ``target_ratio`` x the ground truth's. Temperature 0 gives the deterministic
+"mean path" phi_p(0, h_t), smooth because h is.
 """
 
 from __future__ import annotations
@@ -237,6 +238,7 @@ class PoseFlow(nn.Module):
         self.register_buffer("scale", torch.ones(cfg.dim))        # sigma of S (std, shrunk)
         self.register_buffer("rho", torch.full((cfg.dim,), float(cfg.temporal_rho)))
         self.register_buffer("shared", torch.full((cfg.dim,), float(cfg.temporal_shared)))
+        self.register_buffer("white", torch.zeros(cfg.dim))       # observation-noise fraction e
 
     def _check(self, x: torch.Tensor, fa: torch.Tensor) -> None:
         if x.ndim != 3 or x.shape[-1] != self.cfg.dim:
@@ -301,11 +303,16 @@ class PoseFlow(nn.Module):
         z, logdet = self.inverse(w, fa)
         return _std_normal_logpdf(z) + logdet
 
-    def base_log_prob(self, w: torch.Tensor) -> torch.Tensor:
-        """log N(w_t; m, Sigma) per frame (..., ): the flow's Gaussian part alone (S, M; A, K_k = id)."""
+    def base_latent(self, w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(z, log|det dz/dw|) through the flow's Gaussian part alone (S, M; A, K_k = id)."""
         x, ld = self._standardise(w)
         z, ld_m = self.decorrelate.inverse(x)
-        return _std_normal_logpdf(z) + ld + ld_m
+        return z, ld + ld_m
+
+    def base_log_prob(self, w: torch.Tensor) -> torch.Tensor:
+        """log N(w_t; m, Sigma) per frame (..., ): the flow's Gaussian part alone (S, M; A, K_k = id)."""
+        z, ld = self.base_latent(w)
+        return _std_normal_logpdf(z) + ld
 
     def sample_latent(self, shape: tuple[int, int], temperature: float = 1.0,
                       rho: float | torch.Tensor | None = None,
@@ -344,7 +351,8 @@ class PoseFlow(nn.Module):
             for i in range(1, t):
                 u[:, i] = r * u[:, i - 1] + innov * eps[:, i]
         c = torch.randn(b, 1, d, generator=generator, device="cpu", dtype=dtype)
-        z = a.sqrt() * c + (1 - a).sqrt() * u
+        e = self.white.to("cpu", dtype).clamp(0.0, 1.0) if shared is None else torch.zeros(d, dtype=dtype)
+        z = a.sqrt() * c + (1 - a - e).clamp(min=0.0).sqrt() * u
         return (z * temperature).to(self.mean.device)
 
     def sample(self, fa: torch.Tensor, temperature: float = 1.0,
@@ -358,50 +366,51 @@ class PoseFlow(nn.Module):
     @torch.no_grad()
     def fit_temporal_correlation(self, w: torch.Tensor | Sequence[torch.Tensor],
                                  fa: torch.Tensor | Sequence[torch.Tensor],
-                                 max_rho: float = 0.9999, band: float | None = None) -> torch.Tensor:
-        """Set ``rho`` and ``shared`` from ground-truth sequences; returns rho (dim,).
+                                 max_rho: float = 0.9999) -> torch.Tensor:
+        """Set ``rho``, ``shared`` (a) and ``white`` (e) by maximum likelihood; returns rho (dim,).
 
         ``w`` (B, T, dim) / ``fa`` (B, T, cond_dim), or lists of (1, T_i, .) sequences of
-        any lengths. The latents z = phi_p^{-1}(w) are centred per sequence and low-passed
-        with the conditioning's Gaussian filter (std ``band`` frames, default
-        ``cfg.context_smooth``): only motion in the band the flow is conditioned on counts,
-        faster variation of the ground truth (measurement noise, leaks of the mouth or
-        blinks into W^p) stays in the per-frame density but is not replayed over time.
-        Then the autocovariances c_1, c_2 at lags 1 and 2 (per dimension; lag 0 is left
-        out, so what white noise survives the filter is not taken for motion). For the
-        "gaussian" kernel c_k = s^2 rho^(k^2), so rho = (sum c_2 / sum c_1)^(1/3) (pooled
-        over dimensions); for "ar1" c_k = s^2 rho^k, rho = sum c_2 / sum c_1. The
-        within-sequence (moving) variance is s^2 = c_1 / rho, and a = 1 - s^2 is the rest
-        of the unit latent variance, held constant over a sequence.
+        any lengths. Each latent dimension of z = phi_p^{-1}(w) is modelled over a sequence
+        as  sqrt(a) c + sqrt(1 - a - e) u_t + sqrt(e) eps_t  (c per sequence, u the
+        kernel's smooth unit process with lag-1 correlation rho, eps white): the exact
+        Gaussian sequence likelihood (``process_log_prob``) of the training latents is
+        maximised per dimension over a grid of (rho, a, e). eps is the frame-level
+        measurement noise of W^p (the encoder's jitter on real frames): it counts in the
+        likelihood (``sequence_log_prob``) but is not replayed by ``sample`` -- samples are
+        the noise-free motion.
         """
         pairs = list(zip(w, fa)) if isinstance(w, (list, tuple)) else list(zip(w[:, None], fa[:, None]))
-        d = self.cfg.dim
-        sigma = self.cfg.context_smooth if band is None else band
-        c = torch.zeros(3, d, dtype=torch.float64)
-        n = torch.zeros(3, dtype=torch.float64)
+        latents = []
         for wi, fi in pairs:
             wi = wi if wi.ndim == 3 else wi[None]
             fi = fi if fi.ndim == 3 else fi[None]
-            if wi.shape[1] < 3:
-                continue
-            x = self.inverse(wi, fi)[0][0].double()
-            x = _lowpass(x - x.mean(0), sigma)
-            for k in range(3):
-                c[k] += (x[k:] * x[:len(x) - k]).sum(0)
-                n[k] += len(x) - k
-        if n[2] == 0:
+            if wi.shape[1] >= 3:
+                latents.append(self.inverse(wi, fi)[0][0].double().cpu())
+        if not latents:
             raise ValueError("need at least one sequence of >= 3 frames")
-        c = c / n[:, None]
-        c1, c2 = float(c[1].sum()), float(c[2].sum())
-        if c1 <= 0 or c2 <= 0:                 # no smooth within-sequence motion to model
-            rho, moving = 0.0, torch.zeros(d, dtype=torch.float64)
-        else:
-            q = min(c2 / c1, max_rho)
-            rho = min(q ** (1 / 3) if self.cfg.temporal_kernel == "gaussian" else q, max_rho)
-            moving = torch.minimum((c[1] / rho).clamp(min=0.0), c[0])
-        self.rho.fill_(rho)
-        self.shared.copy_((1.0 - moving).clamp(0.0, 1.0).to(self.shared))
+        rho, shared, white = fit_process(latents, self.cfg.temporal_kernel, max_rho)
+        self.rho.copy_(rho.to(self.rho))
+        self.shared.copy_(shared.to(self.shared))
+        self.white.copy_(white.to(self.white))
         return self.rho.clone()
+
+    def latent_covariance(self, t: int) -> torch.Tensor:
+        """(dim, t, t): the covariance over ``t`` frames of each latent dimension (with e)."""
+        return process_covariance(t, self.rho.double().cpu(), self.shared.double().cpu(),
+                                  self.white.double().cpu(), self.cfg.temporal_kernel)
+
+    def sequence_log_prob(self, w: torch.Tensor, fa: torch.Tensor) -> torch.Tensor:
+        """Exact log p(w_{1:T} | f^a) of whole sequences, (B,), nats: the latent process's
+        Gaussian density of z_{1:T} (``latent_covariance``) + every frame's log-det."""
+        z, logdet = self.inverse(w, fa)
+        cov = self.latent_covariance(w.shape[1]).to(z.device)
+        chol = torch.linalg.cholesky(cov)                                       # (d, T, T)
+        x = z.double().permute(0, 2, 1).unsqueeze(-1)                           # (B, d, T, 1)
+        sol = torch.linalg.solve_triangular(chol, x, upper=False).squeeze(-1)  # (B, d, T)
+        half_logdet = torch.log(torch.diagonal(chol, dim1=-2, dim2=-1)).sum()
+        t, d = w.shape[1], w.shape[2]
+        ll = -0.5 * sol.pow(2).sum((1, 2)) - half_logdet - 0.5 * t * d * LOG_2PI
+        return ll.to(z.dtype) + logdet.sum(1)
 
     @torch.no_grad()
     def calibrate_temporal_correlation(self, w: torch.Tensor, fa: torch.Tensor,
@@ -440,10 +449,85 @@ def _filter_time(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
     return F.conv1d(y, kernel.to(x.dtype).view(1, 1, -1)).squeeze(1)
 
 
-def _lowpass(x: torch.Tensor, sigma: float) -> torch.Tensor:
-    """(T, d) sequence through a unit-sum Gaussian filter of std ``sigma`` frames (edges replicated)."""
-    taps = gaussian_taps(sigma, x.dtype)
-    return _filter_time(x.T, taps / taps.sum()).T
+def kernel_correlation(t: int, rho: float, kernel: str = "gaussian") -> torch.Tensor:
+    """(t, t) correlation over frames of the unit smooth process u (``sample_latent``'s)."""
+    lags = torch.arange(t, dtype=torch.float64)
+    if kernel == "ar1":
+        r = torch.as_tensor(float(rho), dtype=torch.float64) ** lags
+    else:                     # white noise through unit-norm taps: their autocorrelation
+        k = smooth_taps(float(rho))
+        r = torch.zeros(t, dtype=torch.float64)
+        n = min(t, len(k))
+        r[:n] = torch.stack([(k[j:] * k[:len(k) - j]).sum() for j in range(n)])
+    idx = (lags[:, None] - lags[None]).abs().long()
+    return r[idx]
+
+
+def process_covariance(t: int, rho: torch.Tensor, shared: torch.Tensor, white: torch.Tensor,
+                       kernel: str = "gaussian") -> torch.Tensor:
+    """(d, t, t): a 11^T + (1 - a - e) R_rho + e I per latent dimension."""
+    eye, ones = torch.eye(t, dtype=torch.float64), torch.ones(t, t, dtype=torch.float64)
+    return torch.stack([float(a) * ones + max(1.0 - float(a) - float(e), 0.0) * kernel_correlation(t, float(r), kernel)
+                        + float(e) * eye for r, a, e in zip(rho, shared, white)])
+
+
+RHO_GRID = (0.0, *(1.0 - torch.logspace(math.log10(0.5), -4, 29, dtype=torch.float64)).tolist())
+SHARED_GRID = torch.linspace(0.0, 0.99, 34, dtype=torch.float64)
+WHITE_GRID = torch.logspace(-4, math.log10(0.9), 25, dtype=torch.float64)
+
+
+def fit_process(latents: Sequence[torch.Tensor], kernel: str = "gaussian", max_rho: float = 0.9999
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Maximum-likelihood (rho, a, e) per dimension of (T_i, d) latent sequences (grid search).
+
+    For one rho the correlation R = Q diag(lam) Q^T is diagonalised once per length, so
+    the covariance s R + e I (s = 1 - a - e) is diagonal in Q; the shared a 11^T is a
+    rank-one update (matrix determinant lemma, Sherman-Morrison): the exact likelihood of
+    every (a, e) on the grid costs O(T) per sequence.
+    """
+    d = latents[0].shape[1]
+    a = SHARED_GRID[:, None, None]
+    e = WHITE_GRID[None, :, None]
+    s = (1.0 - a - e)
+    valid = (s[..., 0] > 0)
+    best = torch.full((d,), -math.inf, dtype=torch.float64)
+    out = torch.zeros(3, d, dtype=torch.float64)
+    for rho in (r for r in RHO_GRID if r <= max_rho):
+        total = torch.zeros(len(SHARED_GRID), len(WHITE_GRID), d, dtype=torch.float64)
+        eig: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+        for z in latents:
+            t = len(z)
+            if t not in eig:
+                eig[t] = torch.linalg.eigh(kernel_correlation(t, rho, kernel))
+            lam, q = eig[t]
+            lam = s.clamp(min=0.0) * lam.clamp(min=0.0) + e                  # (A, E, T)
+            zq = q.T @ z.double()                                            # (T, d)
+            oq = q.sum(0)                                                    # Q^T 1
+            quad_z = torch.einsum("aet,td->aed", 1.0 / lam, zq ** 2)
+            quad_o = ((oq ** 2) / lam).sum(-1)                               # (A, E)
+            cross = torch.einsum("aet,td->aed", oq / lam, zq)
+            denom = 1.0 + a[..., 0] * quad_o                                 # (A, E)
+            quad = quad_z - a * cross ** 2 / denom[..., None]
+            logdet = torch.log(lam).sum(-1) + torch.log(denom)
+            total += -0.5 * (quad + logdet[..., None] + t * LOG_2PI)
+        total[~valid] = -math.inf
+        flat = total.reshape(-1, d)
+        val, idx = flat.max(0)
+        better = val > best
+        best = torch.where(better, val, best)
+        ia, ie = idx // len(WHITE_GRID), idx % len(WHITE_GRID)
+        cand = torch.stack([torch.full((d,), rho, dtype=torch.float64), SHARED_GRID[ia], WHITE_GRID[ie]])
+        out[:, better] = cand[:, better]
+    return out[0], out[1], out[2]
+
+
+def process_log_prob(z: torch.Tensor, rho: torch.Tensor, shared: torch.Tensor, white: torch.Tensor,
+                     kernel: str = "gaussian") -> float:
+    """Total log N(z_{1:T, d}; 0, K_d) of one (T, d) latent sequence under the process."""
+    cov = process_covariance(len(z), rho, shared, white, kernel)
+    dist = torch.distributions.MultivariateNormal(torch.zeros(cov.shape[:2], dtype=torch.float64),
+                                                  covariance_matrix=cov)
+    return float(dist.log_prob(z.double().T).sum())
 
 
 def _std_normal_logpdf(z: torch.Tensor) -> torch.Tensor:

@@ -608,7 +608,7 @@ def heldout_scores(model: AudioPose, fit: Sequence[ClipData], held: Sequence[Cli
     """(NLL per frame, sample jitter / ground-truth jitter) of the held-out clips.
 
     For the jitter, the sampling latent is fitted to at most ``max_fit_clips`` of the
-    ``fit`` clips spread over the list (the module's rho / shared buffers are left as they
+    ``fit`` clips spread over the list (the module's rho / shared / white buffers are left as they
     were); one sample per held-out clip, seeded.
     """
     flow = model.flow
@@ -617,13 +617,13 @@ def heldout_scores(model: AudioPose, fit: Sequence[ClipData], held: Sequence[Cli
     feats = {c.clip_id: model.features(windows[c.clip_id][None]) for c in (*fit, *held)}
     total = sum(float(flow.log_prob(torch.from_numpy(c.pose)[None], feats[c.clip_id]).sum()) for c in held)
     nll = -total / sum(len(c) for c in held)
-    kept = flow.rho.clone(), flow.shared.clone()
+    kept = flow.rho.clone(), flow.shared.clone(), flow.white.clone()
     flow.fit_temporal_correlation([torch.from_numpy(c.pose)[None] for c in fit],
                                   [feats[c.clip_id] for c in fit], max_rho=cfg.max_rho)
     g = torch.Generator().manual_seed(cfg.loop.seed)
     jit_s = [jitter(flow.sample(feats[c.clip_id], generator=g)) for c in held]
-    flow.rho.copy_(kept[0])
-    flow.shared.copy_(kept[1])
+    for buf, value in zip((flow.rho, flow.shared, flow.white), kept):
+        buf.copy_(value)
     jit_g = [jitter(torch.from_numpy(c.pose)[None]) for c in held]
     return nll, float(np.mean(jit_s)) / max(float(np.mean(jit_g)), 1e-12)
 
@@ -631,7 +631,7 @@ def heldout_scores(model: AudioPose, fit: Sequence[ClipData], held: Sequence[Cli
 @torch.no_grad()
 def calibrate_pose(model: AudioPose, clips: Sequence[ClipData], cfg: PoseTrainConfig,
                    max_clips: int = 8) -> float:
-    """Fit the sampling latent's rho / shared fraction to all train clips, then cap the jitter.
+    """Fit the latent process (rho, shared a, white e) to all train clips, then cap the jitter.
 
     The cap (rho only ever raised) holds sampled jitter to ``jitter_ratio`` x the ground
     truth on equal-length crops of at most ``max_clips`` clips spread over the list.

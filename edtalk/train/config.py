@@ -58,6 +58,9 @@ class StageConfig:
     pairs: str = "clip"                # autoencoder: identity/driving frames from one clip | one identity
     source_affine: float = 0.0         # autoencoder: random similarity warp of the identity frame
     pretrained: str | None = None      # autoencoder: official EDTalk.pt / LIA weights to load instead
+    emotions: tuple[str, ...] | None = None   # train on clips of these emotions only (None = all):
+                                       # the paper's mouth-pose stage sees HDTF alone (§4.1)
+    restart_navigation: bool = False   # mouth_pose: fresh MLN, PLN, trunk on the loaded E, G
     mouth_margin: int = 3              # mouth_pose: pixels around landmarks 48-67
     mouth_feather: int = 2             # mouth_pose: soft edge width of the pasted mouth
     window: int = 5                    # expression: K frames averaged for f^{r->e}
@@ -104,6 +107,8 @@ def stage_config(params: dict[str, Any], stage: str, **overrides: Any) -> StageC
                 merged[key] = value
     merged["weights"] = _typed(LossWeights, dict(merged.get("weights", {})))
     merged["perceptual"] = _typed(PerceptualConfig, dict(merged.get("perceptual", {})))
+    if merged.get("emotions") is not None:
+        merged["emotions"] = tuple(str(e) for e in merged["emotions"])
     if "betas" in merged:
         merged["betas"] = tuple(float(b) for b in merged["betas"])
     for key in ("lr", "d_lr"):

@@ -10,6 +10,7 @@ Images go to the networks as float (B,3,S,S) in [-1, 1].
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -37,15 +38,20 @@ class FrameTable:
     identity_names: list[str] = field(default_factory=list)   # identity code -> name
 
     @classmethod
-    def load(cls, features_dir: str | Path, split: str = "train") -> "FrameTable":
+    def load(cls, features_dir: str | Path, split: str = "train",
+             emotions: Sequence[str] | None = None) -> "FrameTable":
+        """The valid frames of ``split``; with ``emotions``, only clips labelled with one of them."""
         from edtalk.data.schema import EMOTIONS
 
         root = Path(features_dir)
         df = pd.read_parquet(root / "frames.parquet")
         df = df[(df["split"] == split) & df["landmarks_valid"]]
+        if emotions is not None:
+            df = df[df["emotion"].isin(list(emotions))]
         df = df.sort_values(["clip_id", "frame"]).reset_index(drop=True)
         if df.empty:
-            raise ValueError(f"no valid {split!r} frames in {root / 'frames.parquet'}")
+            which = f" with emotions {list(emotions)}" if emotions is not None else ""
+            raise ValueError(f"no valid {split!r} frames{which} in {root / 'frames.parquet'}")
         clip = pd.factorize(df["clip_id"], sort=True)[0]
         ident, names = pd.factorize(df["identity"], sort=True)
         emo_names = list(EMOTIONS)
@@ -190,14 +196,18 @@ def autoencoder_batch(table: FrameTable, seed: int, step: int, batch: int, rank:
 
 
 def mouth_pose_batch(table: FrameTable, seed: int, step: int, batch: int, rank: int = 0,
-                     world: int = 1, margin: int = 3, feather: int = 2) -> dict[str, torch.Tensor]:
+                     world: int = 1, margin: int = 3, feather: int = 2, pairs: str = "identity"
+                     ) -> dict[str, torch.Tensor]:
     """I^a, I^b (two frames of one clip), the swaps I^{m_a}_{p_b}, I^{m_b}_{p_a}, and an
-    identity frame of the same identity, different from a and b (Eqs. 3-4)."""
+    identity frame of the same identity, different from a and b (Eqs. 3-4): from any of
+    its clips (``pairs="identity"``) or from the clip of a and b (``"clip"``)."""
+    if pairs not in ("clip", "identity"):
+        raise ValueError(f"mouth_pose pairs must be 'clip' or 'identity', got {pairs!r}")
     rng = step_rng(seed, step)
     rows = pick_clip_frames(table, rng, batch, 2)
     ident = []
     for a, b in rows:
-        pool = table.identity_rows[table.identity[a]]
+        pool = (table.clip_rows[table.clip[a]] if pairs == "clip" else table.identity_rows[table.identity[a]])
         pool = pool[(pool != a) & (pool != b)]
         ident.append(rng.choice(pool))
     rows = shard(np.concatenate([rows, np.array(ident)[:, None]], 1), rank, world)

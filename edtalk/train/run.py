@@ -31,7 +31,7 @@ from .data import FrameTable, step_rng
 from .loop import build, resolve_device, train, world
 from .losses import Perceptual
 from .motion_nets import landmark_error_px, load_or_train_face_net, motion_networks, spread_normalised
-from .stages import STAGES, describe, neutral_start
+from .stages import STAGES, describe, neutral_start, restart_navigation
 
 log = logging.getLogger(__name__)
 DIRS = {"autoencoder": "train_autoencoder", "mouth_pose": "train_mouth_pose",
@@ -110,8 +110,10 @@ def _run_stage(cfg: StageConfig, features_dir: str | Path, models_dir: str | Pat
     rank, size = world()
     out_dir = Path(models_dir) / DIRS[cfg.stage]
     live_dir = Path(live_root) / DIRS[cfg.stage] if live_root is not None else None
-    table = FrameTable.load(features_dir, "train")
+    table = FrameTable.load(features_dir, "train", cfg.emotions)
     summary: dict[str, Any] = {"stage": cfg.stage, "world_size": size}
+    if cfg.emotions is not None:
+        summary["emotions"] = list(cfg.emotions)
     if cfg.stage == "autoencoder" and cfg.pretrained:
         if not Path(cfg.pretrained).is_file():
             raise FileNotFoundError(f"train.autoencoder.pretrained: {cfg.pretrained} does not exist "
@@ -135,6 +137,8 @@ def _run_stage(cfg: StageConfig, features_dir: str | Path, models_dir: str | Pat
     model, disc = build(cfg, init)
     if cfg.stage == "expression" and cfg.neutral_start:
         neutral_start(model)            # a resumed run's checkpoint overwrites this
+    if cfg.stage == "mouth_pose" and cfg.restart_navigation:
+        restart_navigation(model, cfg.seed)
     perceptual = Perceptual(cfg.perceptual, seed=cfg.seed)
     nets, names = [], []
     if cfg.stage == "expression" and cfg.weights.mot:

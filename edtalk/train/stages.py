@@ -155,7 +155,7 @@ STAGES: dict[str, Stage] = {
     "mouth_pose": Stage(
         "mouth_pose", ("trunk", "MLN", "PLN"), ("rec", "per", "adv", "self", "fea"),
         lambda t, c, step, r, w: mouth_pose_batch(t, c.seed, step, c.batch, r, w,
-                                                  c.mouth_margin, c.mouth_feather),
+                                                  c.mouth_margin, c.mouth_feather, c.pairs),
         mouth_pose_losses),
     "expression": Stage(
         "expression", ("ELN", "EEM"), ("rec", "per", "adv", "mot", "mc"),
@@ -200,6 +200,22 @@ def identity_copy_start(model: EDTalk, mask_logit: float = 5.0) -> None:
             to_rgb.conv[0].weight[c, c + 3] = -back
         to_rgb.conv[1].bias.fill_(1.0)                      # pre-activation x / sqrt 2 + 1 >= 0
         to_rgb.bias.fill_(-math.sqrt(2.0))                  # sqrt 2 (x / sqrt 2 + 1) - sqrt 2 = x
+
+
+def restart_navigation(model: EDTalk, seed: int = 0) -> None:
+    """Fresh MLN, PLN and trunk on the loaded E and G, for the mouth-pose stage: the paper
+    trains new MLN/PLN on a pretrained encoder and generator (LIA's, whose own motion path
+    carried every facial motion, expression included). The trunk and the mouth/pose bank
+    get a seeded fresh model's initial values; the last layer of each head starts at zero,
+    so the stage starts at zero mouth and pose motion."""
+    torch.manual_seed(seed)
+    fresh = EDTalk(model.cfg)
+    with torch.no_grad():
+        for name in ("fc", "lip_fc", "pose_fc", "direction_lipnonlip"):
+            getattr(model, name).load_state_dict(getattr(fresh, name).state_dict())
+        for head in (model.lip_fc, model.pose_fc):
+            for p in head[-1].parameters():
+                p.zero_()
 
 
 def neutral_start(model: EDTalk) -> None:
