@@ -284,3 +284,27 @@ def test_identity_copy_start_makes_the_generator_return_the_identity_frame(size)
     assert torch.allclose(out, expected, atol=1e-4)
     # and that resampling is close to x itself (noise images: a shift of one pixel is far)
     assert (out - x)[..., 2:-2, 2:-2].abs().mean() < 0.5 * (x - x.roll(1, -1)).abs().mean()
+
+
+def test_mouth_pose_restart_gives_fresh_navigation_on_the_autoencoders_encoder(features, chain, tmp_path):
+    """``restart_navigation``: MLN, PLN and the trunk start fresh (heads at zero motion) while E
+    and G stay the autoencoder's; ``emotions`` restricts the stage to those clips."""
+    from edtalk.model import EDTalk
+
+    (tmp_path / "train_autoencoder").symlink_to(chain / "train_autoencoder", target_is_directory=True)
+    summary = run_stage(small_cfg("mouth_pose", steps=0, restart_navigation=True, emotions=["neutral"]),
+                        features, tmp_path, None)
+    assert summary["emotions"] == ["neutral"]
+    ae, mp = _state(chain / "train_autoencoder" / "model.pt"), _state(tmp_path / "train_mouth_pose" / "model.pt")
+    cfg = load_checkpoint(chain / "train_autoencoder" / "model.pt")[0].cfg
+    torch.manual_seed(0)                                   # the stage's seed
+    fresh = EDTalk(cfg).state_dict()
+    for k in mp:
+        if k.startswith(("enc.", "dec.")):
+            assert torch.equal(mp[k], ae[k]), k
+        elif k.startswith(("fc.", "direction_lipnonlip")):
+            assert torch.equal(mp[k], fresh[k]), k
+    last = [k for k in mp if k.startswith("lip_fc.")][-2:]           # the last layer's weight and bias
+    assert all(float(mp[k].abs().max()) == 0.0 for k in last)
+    with pytest.raises(ValueError, match="emotions"):
+        run_stage(small_cfg("mouth_pose", steps=0, emotions=["surprised"]), features, tmp_path / "none", None)
