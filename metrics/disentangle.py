@@ -214,14 +214,14 @@ def run(outputs: Outputs, landmarker: Landmarker, reader: FactorReader, corpus: 
     rows = []
     pairs = list(dict.fromkeys((i, s) for i, s, f in outputs if f in FACTORS))
     for id_clip, src_clip in pairs:
+        n = len(outputs[id_clip, src_clip, FACTORS[0]])          # every swap of a pair has n frames
         id_gt = factor_targets(corpus.rows([id_clip]).iloc[:1])
+        src_gt = factor_targets(corpus.rows([src_clip]).iloc[:n])
         for swapped in FACTORS:
-            frames = outputs[id_clip, src_clip, swapped]
-            src_gt = factor_targets(corpus.rows([src_clip]).iloc[:len(frames)])
-            est = reader(landmarker(frames)[0])
+            est = reader(landmarker(outputs[id_clip, src_clip, swapped])[0])
             rows += _factor_rows(label, id_clip, src_clip, swapped, est, src_gt, id_gt, FACTORS)
         if floor:
-            est = reader(landmarker(corpus.frames(src_clip, len(frames)))[0])
+            est = reader(landmarker(corpus.frames(src_clip, n))[0])
             for f in FACTORS:
                 rows += _factor_rows("floor (real source frames)", id_clip, src_clip, f, est, src_gt, id_gt, (f,))
     return pd.DataFrame(rows)
@@ -261,8 +261,7 @@ def gain_table(results: pd.DataFrame) -> pd.DataFrame:
     t = r.groupby(["model", "swapped", "factor"], sort=False)["gain"].mean().unstack("factor")
     t = t[[c for c in ("pose", "mouth") if c in t.columns]]
     t.columns = [f"{c} gain" for c in t.columns]
-    t.index = [f"{m}: {s} source" for m, s in t.index]
-    return t.sort_index(key=_reference_last, kind="stable")
+    return _by_source(t)
 
 
 def table(results: pd.DataFrame) -> pd.DataFrame:
@@ -271,9 +270,13 @@ def table(results: pd.DataFrame) -> pd.DataFrame:
     t = t.unstack("factor")
     t.columns = [f"{f} vs {'source' if c == 'err_source' else 'identity'}" for c, f in t.columns]
     order = [f"{f} vs {w}" for f in FACTORS for w in ("source", "identity")]
-    t = t[[c for c in order if c in t.columns]]
+    return _by_source(t[[c for c in order if c in t.columns]])
+
+
+def _by_source(t: pd.DataFrame) -> pd.DataFrame:
+    """Rows indexed (model, swapped) -> "<model>: <swapped> source", reference rows last."""
     t.index = [f"{m}: {s} source" for m, s in t.index]
-    return t.sort_index(key=_reference_last, kind="stable").sort_index(key=_reference_last, kind="stable")
+    return t.sort_index(key=_reference_last, kind="stable")
 
 
 def _reference_last(index: pd.Index) -> pd.Index:
@@ -331,6 +334,8 @@ def pixel_run(outputs: Outputs, targets: Outputs, label: str = "model") -> pd.Da
     (what doing nothing scores) -- one row per (pair, swapped factor)."""
     rows = []
     for (id_clip, src_clip, swapped), frames in outputs.items():
+        if swapped not in FACTORS:
+            continue
         out = frames.astype(np.float64)
         target = targets[id_clip, src_clip, swapped].astype(np.float64)
         still = targets[id_clip, src_clip, "still"].astype(np.float64)
@@ -345,6 +350,12 @@ def emotion_table(results: pd.DataFrame) -> pd.DataFrame:
     """Per (model, swapped source): mean emotion shift and the shares of videos read as the
     source's / the identity's emotion."""
     t = results.groupby(["model", "swapped"], sort=False)[["emotion_shift", "reads_source", "reads_identity"]].mean()
-    t.index = [f"{m}: {s} source" for m, s in t.index]
     t.columns = ["log P(source emotion) - log P(identity emotion)", "read as source's", "read as identity's"]
-    return t.sort_index(key=_reference_last, kind="stable")
+    return _by_source(t)
+
+
+def pixel_table(results: pd.DataFrame) -> pd.DataFrame:
+    """Per (model, swapped source): mean pixel errors of :func:`pixel_run`."""
+    t = results.groupby(["model", "swapped"], sort=False)[["err_target", "err_still", "still_err_target"]].mean()
+    t.columns = ["output vs swapped ground truth", "output vs still identity", "still identity vs swapped ground truth"]
+    return _by_source(t)

@@ -95,7 +95,7 @@ def temporal_gaussian_loglik(flow: PoseFlow, train: Sequence[np.ndarray], test: 
 
     kernel = flow.cfg.temporal_kernel
     params = fit_process([latents(w)[0] for w in train if len(w) >= 3], kernel)
-    total = sum(process_log_prob(z, *params, kernel) + ld for z, ld in map(latents, test))
+    total = sum(float(process_log_prob(z, *params, kernel)) + ld for z, ld in map(latents, test))
     return total / sum(len(w) for w in test)
 
 

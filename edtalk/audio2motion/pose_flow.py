@@ -318,12 +318,13 @@ class PoseFlow(nn.Module):
                       rho: float | torch.Tensor | None = None,
                       generator: torch.Generator | None = None,
                       shared: float | torch.Tensor | None = None) -> torch.Tensor:
-        """z (B, T, dim) = temperature * (sqrt(a) c + sqrt(1 - a) u), every z_t ~ N(0, temperature^2 I).
+        """z (B, T, dim) = temperature * (sqrt(a) c + sqrt(1 - a - e) u): the latent process
+        without its measurement noise e (``white``), so z_t ~ N(0, (1 - e) temperature^2 I).
 
         c ~ N(0, I) once per sequence; u a unit-variance process over time with lag-1
         correlation ``rho`` (kernel ``cfg.temporal_kernel``). ``rho`` / ``shared`` (= a)
-        None use the module's fitted or configured buffers; rho = 0 and a = 0 give
-        independent frames.
+        None use the module's fitted or configured buffers; an explicit ``shared`` also
+        sets e = 0 (rho = 0 and a = 0 then give independent N(0, I) frames).
         """
         b, t = shape
         d = self.cfg.dim
@@ -394,23 +395,13 @@ class PoseFlow(nn.Module):
         self.white.copy_(white.to(self.white))
         return self.rho.clone()
 
-    def latent_covariance(self, t: int) -> torch.Tensor:
-        """(dim, t, t): the covariance over ``t`` frames of each latent dimension (with e)."""
-        return process_covariance(t, self.rho.double().cpu(), self.shared.double().cpu(),
-                                  self.white.double().cpu(), self.cfg.temporal_kernel)
-
     def sequence_log_prob(self, w: torch.Tensor, fa: torch.Tensor) -> torch.Tensor:
         """Exact log p(w_{1:T} | f^a) of whole sequences, (B,), nats: the latent process's
-        Gaussian density of z_{1:T} (``latent_covariance``) + every frame's log-det."""
+        Gaussian density of z_{1:T} (``process_log_prob``) + every frame's log-det."""
         z, logdet = self.inverse(w, fa)
-        cov = self.latent_covariance(w.shape[1]).to(z.device)
-        chol = torch.linalg.cholesky(cov)                                       # (d, T, T)
-        x = z.double().permute(0, 2, 1).unsqueeze(-1)                           # (B, d, T, 1)
-        sol = torch.linalg.solve_triangular(chol, x, upper=False).squeeze(-1)  # (B, d, T)
-        half_logdet = torch.log(torch.diagonal(chol, dim1=-2, dim2=-1)).sum()
-        t, d = w.shape[1], w.shape[2]
-        ll = -0.5 * sol.pow(2).sum((1, 2)) - half_logdet - 0.5 * t * d * LOG_2PI
-        return ll.to(z.dtype) + logdet.sum(1)
+        ll = process_log_prob(z.cpu(), self.rho.cpu(), self.shared.cpu(), self.white.cpu(),
+                              self.cfg.temporal_kernel)
+        return ll.to(z) + logdet.sum(1)
 
     @torch.no_grad()
     def calibrate_temporal_correlation(self, w: torch.Tensor, fa: torch.Tensor,
@@ -498,11 +489,11 @@ def fit_process(latents: Sequence[torch.Tensor], kernel: str = "gaussian", max_r
         for z in latents:
             t = len(z)
             if t not in eig:
-                eig[t] = torch.linalg.eigh(kernel_correlation(t, rho, kernel))
-            lam, q = eig[t]
-            lam = s.clamp(min=0.0) * lam.clamp(min=0.0) + e                  # (A, E, T)
+                lam, q = torch.linalg.eigh(kernel_correlation(t, rho, kernel))
+                eig[t] = lam.clamp(min=0.0), q, q.sum(0)                     # oq = Q^T 1
+            lam, q, oq = eig[t]
+            lam = s.clamp(min=0.0) * lam + e                                 # (A, E, T)
             zq = q.T @ z.double()                                            # (T, d)
-            oq = q.sum(0)                                                    # Q^T 1
             quad_z = torch.einsum("aet,td->aed", 1.0 / lam, zq ** 2)
             quad_o = ((oq ** 2) / lam).sum(-1)                               # (A, E)
             cross = torch.einsum("aet,td->aed", oq / lam, zq)
@@ -522,12 +513,12 @@ def fit_process(latents: Sequence[torch.Tensor], kernel: str = "gaussian", max_r
 
 
 def process_log_prob(z: torch.Tensor, rho: torch.Tensor, shared: torch.Tensor, white: torch.Tensor,
-                     kernel: str = "gaussian") -> float:
-    """Total log N(z_{1:T, d}; 0, K_d) of one (T, d) latent sequence under the process."""
-    cov = process_covariance(len(z), rho, shared, white, kernel)
+                     kernel: str = "gaussian") -> torch.Tensor:
+    """Total log N(z_{1:T, d}; 0, K_d) over dimensions of (..., T, d) latent sequences, (...,) float64."""
+    cov = process_covariance(z.shape[-2], rho, shared, white, kernel)
     dist = torch.distributions.MultivariateNormal(torch.zeros(cov.shape[:2], dtype=torch.float64),
                                                   covariance_matrix=cov)
-    return float(dist.log_prob(z.double().T).sum())
+    return dist.log_prob(z.double().transpose(-1, -2)).sum(-1)
 
 
 def _std_normal_logpdf(z: torch.Tensor) -> torch.Tensor:
