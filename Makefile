@@ -6,13 +6,14 @@ export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 export PREFECT_HOME ?= $(CURDIR)/.prefect
 export DVC_NO_ANALYTICS ?= 1
 
-.PHONY: setup repro test test-slow bench clean-data ui
+.PHONY: setup repro lint test test-slow bench clean-data ui
 
-$(BIN)/activate: requirements.txt pyproject.toml
+# pyproject.toml lists the dependencies, constraints.txt pins their versions.
+$(BIN)/activate: pyproject.toml constraints.txt
 	$(PY) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip "setuptools<81" wheel
-	$(BIN)/pip install --quiet -r requirements.txt
-	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e .
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -c constraints.txt setuptools wheel
+	$(BIN)/pip install --quiet --no-build-isolation -c constraints.txt -e ".[test]"
 	touch $(BIN)/activate
 
 setup: $(BIN)/activate  ## create .venv with pinned dependencies
@@ -20,7 +21,10 @@ setup: $(BIN)/activate  ## create .venv with pinned dependencies
 repro: setup  ## run the whole DVC pipeline on params.yaml (default: the synthetic corpus)
 	PATH="$(CURDIR)/$(BIN):$$PATH" PYTHON=$(BIN)/python scripts/prefect_session.sh $(BIN)/dvc repro
 
-test: setup  ## the default (fast) test suite
+lint: setup  ## ruff (rules in pyproject.toml)
+	$(BIN)/ruff check .
+
+test: setup lint  ## lint, then the default (fast) test suite
 	$(BIN)/python -m pytest
 
 test-slow: setup  ## the slow tests only

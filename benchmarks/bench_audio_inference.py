@@ -19,11 +19,11 @@ import time
 import numpy as np
 import torch
 
+from edtalk.audio2motion.audio_pose import AudioPose
 from edtalk.audio2motion.config import a2m_config
 from edtalk.audio2motion.driver import AudioDriver
 from edtalk.audio2motion.mouth import AudioToMouth
 from edtalk.audio2motion.semantic_expression import SemanticExpression
-from edtalk.audio2motion.train import AudioPose
 from edtalk.data.schema import EMOTIONS, SAMPLE_RATE
 from edtalk.generate import render_weights
 from edtalk.model import prepare_identity

@@ -17,16 +17,14 @@ import tempfile
 import time
 from pathlib import Path
 
+from edtalk.data import media
+from edtalk.data.crop import crop_clip
+from edtalk.data.detect import DlibDetector, groundtruth_array, make_detector
+from edtalk.data.features import clip_features, groundtruth_crop_landmarks
+from edtalk.data.synthetic import SyntheticSource
+from edtalk.data.synthetic.corpus import render_spec
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from edtalk.data import media  # noqa: E402
-from edtalk.data.crop import crop_clip  # noqa: E402
-from edtalk.data.detect import DlibDetector, groundtruth_array, make_detector  # noqa: E402
-from edtalk.data.features import clip_features, groundtruth_crop_landmarks  # noqa: E402
-from edtalk.data.synthetic import SyntheticSource  # noqa: E402
-from edtalk.data.synthetic.corpus import render_spec  # noqa: E402
 
 
 def _median_time(fn, repeats: int) -> float:

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import resource
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -25,12 +24,10 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
-import yaml
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from edtalk.model import profile as model_profile  # noqa: E402
-from edtalk.train import run_stage, stage_config  # noqa: E402
+from edtalk.model import profile as model_profile
+from edtalk.params import load_params, section
+from edtalk.train import run_stage, stage_config
 
 STAGES = ("autoencoder", "mouth_pose", "expression")
 
@@ -64,11 +61,11 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--device", default="auto")
     ap.add_argument("--json", default=None)
     args = ap.parse_args(argv)
-    params = yaml.safe_load(open(args.params, encoding="utf-8"))
+    params = load_params(args.params)
     params["base"]["profile"] = args.profile
     size = model_profile(args.profile).size
     out: dict = {"profile": args.profile, "size": size, "steps": args.steps,
-                 "threads": params["train"].get("threads") or torch.get_num_threads(), "stages": {}}
+                 "threads": section(params, "train").get("threads") or torch.get_num_threads(), "stages": {}}
     with tempfile.TemporaryDirectory() as tmp:
         feats = resized_features(Path(args.features), Path(tmp) / "features", size)
         for stage in STAGES:

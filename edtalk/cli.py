@@ -28,6 +28,7 @@ import numpy as np
 
 from edtalk import generate as gen
 from edtalk.data.schema import SAMPLE_RATE
+from edtalk.weights import MissingModel
 
 CROP_MODES = ("auto", "always", "never")
 
@@ -173,7 +174,10 @@ def run_generate(args: argparse.Namespace) -> dict[str, object]:
     if args.audio is None and not any(videos.values()):
         raise UsageError("give at least one source: --mouth-video, --pose-video, --expression-video or --audio")
     model = gen.load_model(args.checkpoint)
-    driver = gen.load_audio_driver(args.audio_models) if args.audio else None
+    driver = None
+    if args.audio:
+        from edtalk.audio2motion.driver import load_audio_driver   # heavy: only for --audio
+        driver = load_audio_driver(args.audio_models)
     if videos["exp"] and "exp" not in gen.model_factors(model):
         raise UsageError(f"{args.checkpoint} has no expression bank (lip/pose layout); drop --expression-video")
     size = model.cfg.size
@@ -215,7 +219,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"wrote {info['out']}: {info['frames']} frames at 25 fps"
                   f"{' with audio' if info['audio'] else ' (no audio)'}, "
                   f"{info['frames_per_s']:.1f} frames/s")
-    except (UsageError, gen.MissingModel) as exc:
+    except (UsageError, MissingModel) as exc:
         print(f"edtalk: error: {exc}", file=sys.stderr)
         return 2
     return 0

@@ -35,17 +35,18 @@ import numpy as np
 import torch
 
 from edtalk.data import media
-from edtalk.data.schema import FPS, SAMPLE_RATE
+from edtalk.data.schema import FPS, SAMPLES_PER_FRAME
 from edtalk.model import EDTalk, Identity, prepare_identity
+from edtalk.weights import MissingModel
 
 FACTORS: tuple[str, ...] = ("mouth", "pose", "exp")
-SAMPLES_PER_FRAME = SAMPLE_RATE // FPS  # 640 audio samples per 25 fps video frame
 Fit = Literal["hold", "loop"]
 Source = np.ndarray  # frames (T,H,W,3) uint8 or weights (T,n) float
 
 
 class MotionPredictor(Protocol):
-    """What EDTalk-A needs from the audio models (``edtalk.audio2motion.driver.AudioDriver``)."""
+    """What EDTalk-A needs from the audio models (``edtalk.audio2motion.driver.AudioDriver``,
+    loaded by ``edtalk.audio2motion.driver.load_audio_driver``)."""
 
     def predict(self, audio: np.ndarray, n_frames: int, transcript: str | None = None,
                 pose_seed: int | None = 0, temperature: float = 1.0,
@@ -55,11 +56,7 @@ class MotionPredictor(Protocol):
 # --- loading ---------------------------------------------------------------------------
 
 DEFAULT_CHECKPOINT = "models/train_expression/model.pt"
-DEFAULT_AUDIO_MODELS = "models/audio2motion"
-
-
-class MissingModel(FileNotFoundError):
-    """A model file the generation needs is not there; the message names the stage."""
+DEFAULT_AUDIO_MODELS = "models/audio2motion"   # what the audio2motion stages write
 
 
 def load_model(path: str | Path = DEFAULT_CHECKPOINT) -> EDTalk:
@@ -68,27 +65,12 @@ def load_model(path: str | Path = DEFAULT_CHECKPOINT) -> EDTalk:
 
     path = Path(path)
     if not path.is_file():
-        stage = path.parent.name if path.parent.name.startswith("train_") else "train_expression"
+        folder = path.parent.name if path.parent.name.startswith("train_") else "train_expression"
+        stage = "train@" + folder.removeprefix("train_")      # dvc.yaml's foreach over the EDTalk stages
         raise MissingModel(
             f"checkpoint {path} not found: it is written by the DVC stage `{stage}` "
             f"(run `dvc repro {stage}`), or pass --checkpoint with our model.pt or an official EDTalk.pt")
     return load_checkpoint(path)[0].eval()
-
-
-def load_audio_driver(models_dir: str | Path = DEFAULT_AUDIO_MODELS) -> MotionPredictor:
-    """The audio models (EDTalk-A) from the folder the audio2motion stages write."""
-    models_dir = Path(models_dir)
-    if not models_dir.is_dir():
-        raise MissingModel(
-            f"audio models {models_dir}/ not found: they are written by the audio2motion DVC stages "
-            "(train_audio2mouth, train_audio2pose, train_audio2exp; run `dvc repro`), "
-            "or pass --audio-models")
-    from edtalk.audio2motion.driver import AudioDriver  # written with the audio stages
-
-    try:
-        return AudioDriver.load(models_dir)
-    except FileNotFoundError as exc:
-        raise MissingModel(str(exc)) from exc
 
 
 # --- conversions -----------------------------------------------------------------------
@@ -148,12 +130,6 @@ def output_length(sources: Mapping[str, Source | None], n_frames: int | None = N
 def frames_for_audio(n_samples: int) -> int:
     """Video frames covering ``n_samples`` of 16 kHz audio at 25 fps (at least one)."""
     return max(1, math.ceil(n_samples / SAMPLES_PER_FRAME))
-
-
-def fit_audio(audio: np.ndarray, n_frames: int) -> np.ndarray:
-    """Trim or zero-pad mono audio to exactly ``n_frames`` x 640 samples."""
-    audio = np.asarray(audio, dtype=np.float32).reshape(-1)[: n_frames * SAMPLES_PER_FRAME]
-    return np.pad(audio, (0, n_frames * SAMPLES_PER_FRAME - len(audio)))
 
 
 def _dtype(model: EDTalk) -> torch.dtype:
@@ -291,4 +267,4 @@ def audio_sources(predictor: MotionPredictor, audio: np.ndarray, n_frames: int, 
 def write(path: str | Path, frames: np.ndarray, audio: np.ndarray | None) -> None:
     """Atomic mp4 at 25 fps; the audio (if any) is fitted to the video's length."""
     media.write_video(path, frames, fps=FPS,
-                      audio=None if audio is None else fit_audio(audio, len(frames)))
+                      audio=None if audio is None else media.fit_audio(audio, len(frames)))

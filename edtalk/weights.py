@@ -14,7 +14,6 @@ directory in ``$EDTALK_WEIGHTS``, then torch hub's checkpoint directory
 
 from __future__ import annotations
 
-import hashlib
 import os
 import pickle
 import urllib.request
@@ -24,11 +23,17 @@ from pathlib import Path
 
 import torch
 
+from edtalk.data.resume import file_sha256
+
 ENV_VAR = "EDTALK_WEIGHTS"
 
 
 class MissingWeights(FileNotFoundError):
     """A registered weight file is not in any searched directory (one-line message)."""
+
+
+class MissingModel(FileNotFoundError):
+    """A model file the pipeline writes is not there; the message names the stage."""
 
 
 class UnsafeCheckpoint(ValueError):
@@ -145,21 +150,12 @@ def is_available(name: str, cache_dir: str | os.PathLike | None = None) -> bool:
     return True
 
 
-def sha256_of(path: str | os.PathLike) -> str:
-    """Hex sha256 of a file, read in 1 MiB chunks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def verify(name: str, path: str | os.PathLike) -> None:
     """ValueError when the file's sha256 contradicts the registry (full hash or prefix)."""
     spec = get(name)
     if spec.is_dir or (spec.sha256 is None and spec.sha256_prefix is None):
         return
-    digest = sha256_of(path)
+    digest = file_sha256(path)
     want = spec.sha256 or spec.sha256_prefix
     if not digest.startswith(want):
         raise ValueError(f"{path}: sha256 {digest[:16]}... does not match {spec.filename} ({want})")

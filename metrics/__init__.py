@@ -1,11 +1,14 @@
 """Talking-head metrics computed as the community computes them.
 
 One module per metric family (pure functions, NumPy/torch in, numbers out), the suite
-that runs them over paired ground-truth/generated videos, and table/diff writers.
+that runs them over paired ground-truth/generated videos, the choice of scoring networks
+(``backends``), and table/diff/report writers. Scoring only: the networks that score
+(SyncNet, the emotion classifier, the landmark regressor) are ``edtalk.experts``, their
+training ``edtalk.train.experts``, the experiments ``edtalk.evaluation``.
 Every metric declares its direction in :data:`HIGHER_IS_BETTER`. The protocol facts
 these follow are in ``shared/reference/metrics-protocol.md``.
 
-This package never imports Prefect or DVC.
+This package never imports Prefect, DVC or the generator (scoring works on files and arrays).
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ def _evaluate(a: argparse.Namespace) -> int:
 
     landmarker = None if a.no_landmarks else "dlib68"
     if a.landmark_weights and not a.no_landmarks:
-        from metrics import landmark_net
+        from edtalk.experts import landmark_net
         landmarker = landmark_net.load(a.landmark_weights)
     cfg = SuiteConfig(sync_weights=a.sync_weights, emotion_weights=a.emotion_weights,
                       landmarker=landmarker, dataset=a.dataset,
@@ -36,9 +36,10 @@ def _evaluate(a: argparse.Namespace) -> int:
 def _sync(a: argparse.Namespace) -> int:
     from edtalk.data.media import read_audio, read_frames
     from edtalk.data.schema import SAMPLE_RATE
+    from edtalk.experts import syncnet
     from metrics import sync
 
-    net = sync.load(a.weights)
+    net = syncnet.load(a.weights)
     frames, fps = read_frames(a.video)
     if abs(fps - 25) > 0.01:
         print(f"warning: {a.video} is {fps:g} fps; SyncNet expects 25", file=sys.stderr)

@@ -31,6 +31,7 @@ from edtalk.data import atomic
 from edtalk.data.media import read_audio, read_frames
 from edtalk.data.quarantine import ClipRejected
 from edtalk.data.schema import EMOTIONS, SAMPLE_RATE
+from edtalk.experts import emotion_net, syncnet
 from metrics import emotion as emo
 from metrics import fid as fidm
 from metrics import image, landmarks, sync
@@ -103,13 +104,13 @@ class Suite:
         self.notes: list[str] = []
         self.sync_net = None
         if config.sync_weights:
-            self.sync_net = sync.load(config.sync_weights).to(self.device)
+            self.sync_net = syncnet.load(config.sync_weights).to(self.device)
             self.backends["sync"] = self.sync_net.backend
         else:
             self.notes.append("LSE-C/LSE-D not computed: no SyncNet weights given")
         self.emo_net = None
         if config.emotion_weights:
-            self.emo_net, self.backends["emotion"] = emo.load(config.emotion_weights)
+            self.emo_net, self.backends["emotion"] = emotion_net.load(config.emotion_weights)
             self.emo_net.to(self.device)
         else:
             self.notes.append("Acc_emo not computed: no emotion classifier weights given")
@@ -147,7 +148,7 @@ class Suite:
             row.update(self._sync(pred, gt_path, pred_path))
         if self.emo_net is not None:
             label = (self.cfg.labels or {}).get(clip_id) or emotion_from_id(clip_id)
-            pred_cls = emo.predict_video(pred, self.emo_net, self.cfg.emotion_max_frames, self.device)
+            pred_cls = emotion_net.predict_video(pred, self.emo_net, self.cfg.emotion_max_frames, self.device)
             row.update(emotion_pred=EMOTIONS[pred_cls], emotion_label=label)
         return row, self.features(gt), self.features(pred)
 

@@ -1,26 +1,19 @@
-"""Shared orchestration helpers: params, the configurable task runner, per-clip fan-out."""
+"""Shared orchestration helpers: the params command line, the configurable task runner,
+per-clip fan-out."""
 
 from __future__ import annotations
 
 import argparse
-
+import inspect
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
 
-import yaml
 from prefect import get_run_logger
 from prefect.futures import as_completed
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 from tqdm.auto import tqdm
 
-PARAMS = Path("params.yaml")
-
-
-def load_params(path: str | Path = PARAMS) -> dict[str, Any]:
-    """Read params.yaml (the single source of every tunable)."""
-    with open(path, encoding="utf-8") as handle:
-        return yaml.safe_load(handle)
+from edtalk.params import PARAMS, load_params, section
 
 
 def make_task_runner(runner: dict[str, Any]) -> TaskRunner:
@@ -73,8 +66,25 @@ def log_summary(stage: str, done: int, skipped: int, quarantined: int) -> None:
              f"{quarantined} quarantined")
 
 
-def main_with_params(stage_flow: Callable[[dict[str, Any]], Any], description: str | None) -> None:
-    """Command line of a flow that needs nothing but params.yaml (``--params`` to override)."""
+def main_with_params(stage_flow: Any, description: str | None, task_runner: bool = False) -> None:
+    """Command line of a flow: ``--params``, and one option per keyword argument of the flow.
+
+    A flow's keyword arguments are the paths it reads and writes (``features_dir`` becomes
+    ``--features-dir``); left out, they take the flow's defaults (for runs by hand). dvc.yaml
+    passes every one, so a `dvc repro` takes all its paths from there. ``task_runner``: run
+    the flow's tasks on the runner ``runner.*`` configures (the per-clip stages).
+    """
     parser = argparse.ArgumentParser(description=description.splitlines()[0] if description else None)
     parser.add_argument("--params", default=str(PARAMS))
-    stage_flow(load_params(parser.parse_args().params))
+    for arg in inspect.signature(stage_flow.fn).parameters.values():
+        if arg.name == "params":
+            continue
+        required = arg.default is inspect.Parameter.empty
+        parser.add_argument(f"--{arg.name.replace('_', '-')}", dest=arg.name, required=required,
+                            default=None if required else arg.default, metavar="PATH",
+                            help=None if required else f"default: {arg.default}")
+    args = vars(parser.parse_args())
+    params = load_params(args.pop("params"))
+    if task_runner:
+        stage_flow = stage_flow.with_options(task_runner=make_task_runner(section(params, "runner")))
+    stage_flow(params, **args)

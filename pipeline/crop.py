@@ -7,7 +7,6 @@ counts of the crops) and ``quarantine.parquet`` (no face, several faces, ...).
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +23,9 @@ from edtalk.data.detect import groundtruth_array, make_detector, resolve_backend
 from edtalk.data.quarantine import ClipRejected
 from edtalk.data.resume import (StampDir, array_digest, code_digest, file_sha256, fingerprint,
                                 prune_clip_files)
-from edtalk.data.schema import BOXES, GROUNDTRUTH, MANIFEST, conform
-from pipeline.common import fan_out, load_params, log_summary, make_task_runner
+from edtalk.data.schema import BOXES, FPS, GROUNDTRUTH, MANIFEST, conform
+from edtalk.params import section
+from pipeline.common import fan_out, log_summary, main_with_params
 
 STAGE = "crop"
 _DATA = Path(edtalk.data.__file__).parent
@@ -58,7 +58,7 @@ def crop_one(row: dict[str, Any], key: str, in_dir: str, out_dir: str, backend: 
         with atomic.atomic_path(boxes) as tmp:
             pq.write_table(conform(result.boxes, BOXES), tmp)
         n = result.n_frames
-        payload = {"row": {**row, "fps": 25.0, "frames": n, "duration": n / 25.0,
+        payload = {"row": {**row, "fps": float(FPS), "frames": n, "duration": n / FPS,
                            "checksum": file_sha256(video),
                            "video_path": f"clips/{clip_id}.mp4",
                            "audio_path": f"clips/{clip_id}.wav"}}
@@ -76,18 +76,18 @@ def crop(params: dict[str, Any], in_dir: str = "data/ingest", out_dir: str = "da
     for sub in ("clips", "boxes"):
         atomic.remove_partials(out / sub)
     manifest = pq.read_table(src / "manifest.parquet", schema=MANIFEST).to_pandas()
-    backend = resolve_backend(params["crop"]["detector"], params["data"]["source"])
+    cfg, data = section(params, "crop"), section(params, "data")
+    backend = resolve_backend(cfg["detector"], data["source"])
     groundtruth = _groundtruth_landmarks(src) if backend == "groundtruth" else {}
     code = code_digest(*CROP_CODE)
     items = []
     for row in manifest.to_dict("records"):
         gt = groundtruth.get(row["clip_id"])
-        key = fingerprint(STAGE, code, row["checksum"], params["crop"], backend,
-                          params["data"]["require_audio"], None if gt is None else array_digest(gt))
+        key = fingerprint(STAGE, code, row["checksum"], cfg, backend,
+                          data["require_audio"], None if gt is None else array_digest(gt))
         items.append({"row": row, "groundtruth": gt, "key": key})
     results = fan_out(crop_one, items, desc=STAGE, in_dir=str(src), out_dir=str(out),
-                      backend=backend, crop=params["crop"],
-                      require_audio=bool(params["data"]["require_audio"]))
+                      backend=backend, crop=cfg, require_audio=bool(data["require_audio"]))
     rows = [r["row"] for r in results if "row" in r]
     rejected = [r["quarantine"] for r in results if "quarantine" in r]
     cropped = pd.DataFrame(rows, columns=MANIFEST.names).sort_values("clip_id").reset_index(drop=True)
@@ -119,13 +119,7 @@ def _prune(out: Path, keep: set[str], listed: set[str]) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--params", default="params.yaml")
-    parser.add_argument("--in-dir", default="data/ingest")
-    parser.add_argument("--out", default="data/crop")
-    args = parser.parse_args()
-    params = load_params(args.params)
-    crop.with_options(task_runner=make_task_runner(params["runner"]))(params, args.in_dir, args.out)
+    main_with_params(crop, __doc__, task_runner=True)
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ every subfolder of ``data/generate`` (``<method>/<clip_id>.mp4``, written by the
 generation stages when they exist) and the user's folders in ``evaluate.extra_methods``.
 Networks: released weights when present (``edtalk.weights``), else the evaluators the
 ``train_*`` stages trained; FD on the trained emotion net's features unless Inception's
-file is present (``metrics.evaluators.backends``). Writes
+file is present (``metrics.backends``). Writes
 ``reports/eval/<method>/{clips.parquet,summary.json}`` and ``reports/eval/run.json``
 (wall time, peak memory, backends).
 """
@@ -25,8 +25,10 @@ from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
 from edtalk.data import atomic
-from metrics import landmark_net
-from metrics.evaluators import backends, baselines
+from edtalk.evaluation import baselines
+from edtalk.experts import landmark_net
+from edtalk.params import section
+from metrics import backends
 from metrics.suite import Suite, SuiteConfig
 from pipeline.common import announce, main_with_params
 
@@ -55,7 +57,7 @@ def score_method(suite: Suite, gt_dir: Path, pred_dir: Path, method: str, out_di
 def evaluate(params: dict[str, Any], features_dir: str = "data/features", crop_dir: str = "data/crop",
              models_dir: str = "models/evaluators", generate_dir: str = "data/generate",
              work_dir: str = "data/evaluate", out_dir: str = "reports/eval") -> list[dict]:
-    ev = params["evaluate"]
+    ev = section(params, "evaluate")
     torch.set_num_threads(int(ev["threads"]))
     t0 = time.perf_counter()
     folders, labels = prepare_baselines(crop_dir, features_dir, work_dir, ev["split"])
@@ -68,7 +70,7 @@ def evaluate(params: dict[str, Any], features_dir: str = "data/features", crop_d
         landmarker = landmark_net.load(choice.landmark_weights)
     suite = Suite(SuiteConfig(sync_weights=choice.sync_weights, emotion_weights=choice.emotion_weights,
                               fid_backend=choice.fid_backend, landmarker=landmarker, labels=labels,
-                              dataset=params["data"]["source"],
+                              dataset=section(params, "data")["source"],
                               emotion_max_frames=ev["emotion_max_frames"],
                               weights_cache=ev.get("weights_cache")))
     shutil.rmtree(out_dir, ignore_errors=True)

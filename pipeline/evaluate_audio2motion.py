@@ -12,7 +12,6 @@ speech: the offset at k = 0 and whether it moves by k (``sync_check``).
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 from typing import Any
 
@@ -22,16 +21,18 @@ import torch
 from prefect import flow, get_run_logger
 
 from edtalk import generate as gen
-from edtalk.audio2motion import evaluation, train as a2m
+from edtalk.audio2motion.data import load_clips
 from edtalk.audio2motion.driver import AudioDriver
-from edtalk.audio2motion.sync_check import SyncItem, audio_shift_offsets
 from edtalk.data import atomic
 from edtalk.data.pixel_cache import PixelCache
-from metrics import emotion, sync
-from metrics.evaluators.backends import choose
-from metrics.evaluators.baselines import identity_source
+from edtalk.evaluation import audio2motion as evaluation
+from edtalk.evaluation.baselines import identity_source
+from edtalk.evaluation.sync_check import SyncItem, audio_shift_offsets
+from edtalk.experts import emotion_net, syncnet
+from edtalk.params import section
+from metrics.backends import choose
 from pipeline.a2m_common import clip_waves
-from pipeline.common import load_params
+from pipeline.common import main_with_params
 
 STAGE = "evaluate_audio2motion"
 
@@ -40,13 +41,14 @@ STAGE = "evaluate_audio2motion"
 def evaluate_audio2motion(params: dict[str, Any], features_dir: str = "data/features",
                           crop_dir: str = "data/crop", weights: str = "data/weights/weights.parquet",
                           models_dir: str = "models/audio2motion",
-                          report: str = "reports/audio2motion.json") -> dict[str, Any]:
-    section = a2m.section_for_profile(params["audio2motion"], params["base"]["profile"])
-    torch.set_num_threads(int(section["threads"]))
-    ev = section["evaluate"]
+                          report: str = "reports/audio2motion.json",
+                          evaluators_dir: str = "models/evaluators") -> dict[str, Any]:
+    a2m_params = section(params, "audio2motion")
+    torch.set_num_threads(int(a2m_params["threads"]))
+    ev = a2m_params["evaluate"]
     driver = AudioDriver.load(models_dir)
-    train = a2m.load_clips(features_dir, weights, ("train",))
-    test = a2m.load_clips(features_dir, weights, (ev["split"],), crop_dir)
+    train = load_clips(features_dir, weights, ("train",))
+    test = load_clips(features_dir, weights, (ev["split"],), crop_dir)
     with np.load(Path(models_dir) / "text_embeddings.npz", allow_pickle=False) as z:
         table = dict(zip(z["texts"].tolist(), z["emb"]))
     manifest = pd.read_parquet(Path(features_dir) / "clips.parquet", columns=["clip_id", "transcript"])
@@ -58,8 +60,8 @@ def evaluate_audio2motion(params: dict[str, Any], features_dir: str = "data/feat
                                                 float(ev["temperature"])),
                "expression": evaluation.evaluate_expression(driver, test, waves, text, train),
                "mouth": evaluation.evaluate_mouth(driver, train, test)}
-    chosen = choose("models/evaluators", cache_dir=params["evaluate"].get("weights_cache"))
-    model = gen.load_model(section["edtalk_checkpoint"])
+    chosen = choose(evaluators_dir, cache_dir=section(params, "evaluate").get("weights_cache"))
+    model = gen.load_model(a2m_params["edtalk_checkpoint"])
     # the generate stage's identity frame (another clip of the same identity; splits are by identity)
     clips_manifest = pd.DataFrame({"clip_id": [c.clip_id for c in test],
                                    "identity": [c.identity or c.clip_id for c in test]})
@@ -67,17 +69,18 @@ def evaluate_audio2motion(params: dict[str, Any], features_dir: str = "data/feat
     first_row = {c.clip_id: int(c.pixel_index[0]) for c in test}
     identities = [pixels[first_row[identity_source(clips_manifest, c.clip_id)]] for c in test]
     if chosen.emotion_weights is not None:
-        net, label = emotion.load(chosen.emotion_weights)
+        net, label = emotion_net.load(chosen.emotion_weights)
         summary["expression_rendered"] = {"backend": label, **evaluation.evaluate_expression_rendered(
-            model, driver, test, waves, text, identities, lambda frames: emotion.predict_video(frames, net))}
+            model, driver, test, waves, text, identities, lambda frames: emotion_net.predict_video(frames, net))}
     if chosen.sync_weights is not None and int(ev.get("sync_clips", 0)) > 0:
-        net = sync.load(chosen.sync_weights)
+        gen_params = section(params, "generate")
+        net = syncnet.load(chosen.sync_weights)
         items = [SyncItem(c.clip_id, ident, w, text_of.get(c.clip_id) or None)
                  for c, w, ident in list(zip(test, waves, identities))[: int(ev["sync_clips"])]]
         summary["sync"] = {"backend": net.backend,
                            **audio_shift_offsets(model, driver, items, net, tuple(ev["sync_shifts"]),
-                                                 int(params["generate"]["pose_seed"]),
-                                                 float(params["generate"]["temperature"]))}
+                                                 int(gen_params["pose_seed"]), float(gen_params["temperature"]),
+                                                 tolerance=int(ev["sync_tolerance"]))}
     atomic.write_json(Path(report), summary)
     get_run_logger().info("%s: %s", STAGE, summary)
     p, e = summary["pose"], summary["expression"]
@@ -101,11 +104,7 @@ def evaluate_audio2motion(params: dict[str, Any], features_dir: str = "data/feat
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--params", default="params.yaml")
-    parser.add_argument("--report", default="reports/audio2motion.json")
-    args = parser.parse_args()
-    evaluate_audio2motion(load_params(args.params), report=args.report)
+    main_with_params(evaluate_audio2motion, __doc__)
 
 
 if __name__ == "__main__":

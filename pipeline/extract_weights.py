@@ -9,7 +9,6 @@ w_pose[6], w_exp[10]) atomically.
 
 from __future__ import annotations
 
-import argparse
 import time
 from pathlib import Path
 from typing import Any
@@ -22,21 +21,22 @@ from tqdm.auto import tqdm
 from edtalk.audio2motion import weights_cache
 from edtalk.data.pixel_cache import PixelCache
 from edtalk.model import load_checkpoint
-from pipeline.common import announce_summary, load_params
+from edtalk.params import section
+from pipeline.common import announce_summary, main_with_params
 
 
 @flow(name="extract_weights")
 def extract_weights(params: dict[str, Any], features_dir: str = "data/features",
                     model_path: str | None = None, out: str = "data/weights/weights.parquet") -> dict[str, Any]:
-    section = params["audio2motion"]
-    torch.set_num_threads(int(section["threads"]))
-    model_path = model_path or section["edtalk_checkpoint"]
+    a2m_params = section(params, "audio2motion")
+    torch.set_num_threads(int(a2m_params["threads"]))
+    model_path = model_path or a2m_params["edtalk_checkpoint"]
     model, _ = load_checkpoint(model_path)
     root = Path(features_dir)
     frames = pd.read_parquet(root / "frames.parquet", columns=["clip_id", "frame", "split", "pixel_index"])
     t0 = time.perf_counter()
     table = weights_cache.extract(model, frames, PixelCache(root / "pixels.npy"),
-                                  int(section["extract_batch"]),
+                                  int(a2m_params["extract_batch"]),
                                   progress=lambda r: tqdm(r, desc="extract_weights", unit="batch"))
     weights_cache.write(table, out)
     summary = {"frames": len(table), "clips": int(table["clip_id"].nunique()),
@@ -46,13 +46,7 @@ def extract_weights(params: dict[str, Any], features_dir: str = "data/features",
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--params", default="params.yaml")
-    parser.add_argument("--features", default="data/features")
-    parser.add_argument("--model", default=None, help="EDTalk checkpoint (default: params)")
-    parser.add_argument("--out", default="data/weights/weights.parquet")
-    args = parser.parse_args()
-    extract_weights(load_params(args.params), args.features, args.model, args.out)
+    main_with_params(extract_weights, __doc__)
 
 
 if __name__ == "__main__":

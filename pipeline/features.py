@@ -9,7 +9,6 @@ features), ``shards/`` (per-clip parts, kept so a crashed run resumes) and
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +23,8 @@ from edtalk.data.detect import resolve_backend
 from edtalk.data.quarantine import ClipRejected
 from edtalk.data.resume import StampDir, code_digest, fingerprint, prune_clip_files
 from edtalk.data.schema import BOXES, GROUNDTRUTH, MANIFEST, conform
-from pipeline.common import fan_out, load_params, log_summary, make_task_runner
+from edtalk.params import section
+from pipeline.common import fan_out, log_summary, main_with_params
 
 STAGE = "features"
 _DATA = Path(edtalk.data.__file__).parent
@@ -69,17 +69,18 @@ def features(params: dict[str, Any], crop_dir: str = "data/crop", ingest_dir: st
     atomic.remove_partials(out / "shards")
     manifest = pq.read_table(src / "manifest.parquet", schema=MANIFEST).to_pandas()
     boxes = pq.read_table(src / "boxes.parquet", schema=BOXES).to_pandas()
-    source = params["data"]["source"]
-    backend = params["features"]["landmarks"]
-    backend = resolve_backend(params["crop"]["detector"] if backend == "auto" else backend, source)
+    source = section(params, "data")["source"]
+    cfg, crop_cfg = section(params, "features"), section(params, "crop")
+    backend = cfg["landmarks"]
+    backend = resolve_backend(crop_cfg["detector"] if backend == "auto" else backend, source)
     gt = (pq.read_table(Path(ingest_dir) / "groundtruth.parquet", schema=GROUNDTRUTH).to_pandas()
           if backend == "groundtruth" else None)
-    size = int(params["crop"]["size"])
+    size = int(crop_cfg["size"])
     code = code_digest(*FEATURE_CODE)
     boxes_of = dict(tuple(boxes.groupby("clip_id", sort=False)))
     gt_of = dict(tuple(gt.groupby("clip_id", sort=False))) if gt is not None else {}
     items = [{"row": row, "gt": gt_of.get(row["clip_id"]), "boxes": boxes_of.get(row["clip_id"]),
-              "key": fingerprint(STAGE, code, row["checksum"], params["features"], backend, size,
+              "key": fingerprint(STAGE, code, row["checksum"], cfg, backend, size,
                                  row["split"], row["emotion"], row["intensity"], row["identity"])}
              for row in manifest.to_dict("records")]
     results = fan_out(features_one, items, desc=STAGE, crop_dir=str(src), out_dir=str(out),
@@ -101,15 +102,7 @@ def features(params: dict[str, Any], crop_dir: str = "data/crop", ingest_dir: st
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--params", default="params.yaml")
-    parser.add_argument("--crop-dir", default="data/crop")
-    parser.add_argument("--ingest-dir", default="data/ingest")
-    parser.add_argument("--out", default="data/features")
-    args = parser.parse_args()
-    params = load_params(args.params)
-    features.with_options(task_runner=make_task_runner(params["runner"]))(
-        params, args.crop_dir, args.ingest_dir, args.out)
+    main_with_params(features, __doc__, task_runner=True)
 
 
 if __name__ == "__main__":

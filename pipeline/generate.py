@@ -17,7 +17,6 @@ driving ``<clip_id>.wav`` next to it (the layout ``evaluate`` reads), plus
 
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
 import time
@@ -31,9 +30,11 @@ from prefect.cache_policies import NO_CACHE
 from tqdm.auto import tqdm
 
 from edtalk import generate as gen
+from edtalk.audio2motion.driver import load_audio_driver
 from edtalk.data import atomic, media
-from metrics.evaluators.baselines import identity_source
-from pipeline.common import announce, load_params
+from edtalk.evaluation.baselines import identity_source
+from edtalk.params import section
+from pipeline.common import announce, main_with_params
 
 METHODS = ("EDTalk-V", "EDTalk-A")
 
@@ -63,7 +64,7 @@ def run_method(method: str, model: Any, driver: Any, manifest: pd.DataFrame, cli
         seconds += time.perf_counter() - t0
         frames_done += len(out.frames)
         gen.write(out_dir / method / f"{cid}.mp4", out.frames, audio)
-        media.write_wav(out_dir / method / f"{cid}.wav", gen.fit_audio(audio, len(out.frames)))
+        media.write_wav(out_dir / method / f"{cid}.wav", media.fit_audio(audio, len(out.frames)))
     return {"clips": len(clip_ids), "frames": frames_done, "seconds": seconds,
             "frames_per_s": frames_done / seconds if seconds else 0.0}
 
@@ -72,7 +73,7 @@ def run_method(method: str, model: Any, driver: Any, manifest: pd.DataFrame, cli
 def generate(params: dict[str, Any], features_dir: str = "data/features", crop_dir: str = "data/crop",
              out_dir: str = "data/generate") -> dict[str, Any]:
     logger = get_run_logger()
-    cfg = params["generate"]
+    cfg = section(params, "generate")
     torch.set_num_threads(int(cfg["threads"]))
     torch.manual_seed(int(params["base"]["seed"]))
     unknown = set(cfg["methods"]) - set(METHODS)
@@ -87,7 +88,7 @@ def generate(params: dict[str, Any], features_dir: str = "data/features", crop_d
     driver = None
     if "EDTalk-A" in methods:
         if Path(cfg["audio_models"]).is_dir():
-            driver = gen.load_audio_driver(cfg["audio_models"])
+            driver = load_audio_driver(cfg["audio_models"])
         else:
             logger.warning("EDTalk-A skipped: %s does not exist (run the audio2motion stages)",
                            cfg["audio_models"])
@@ -107,13 +108,7 @@ def generate(params: dict[str, Any], features_dir: str = "data/features", crop_d
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--params", default="params.yaml")
-    parser.add_argument("--features", default="data/features")
-    parser.add_argument("--crop", default="data/crop")
-    parser.add_argument("--out", default="data/generate")
-    args = parser.parse_args()
-    generate(load_params(args.params), args.features, args.crop, args.out)
+    main_with_params(generate, __doc__)
 
 
 if __name__ == "__main__":

@@ -7,7 +7,6 @@ factors; empty otherwise), ``quarantine.parquet``.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 from pathlib import Path
 from typing import Any
@@ -25,7 +24,8 @@ from edtalk.data.schema import GROUNDTRUTH, MANIFEST, conform
 from edtalk.data.sources.base import ClipSpec, Source, validate_clip
 from edtalk.data.sources.registry import make_source
 from edtalk.data.splits import split_identities
-from pipeline.common import fan_out, load_params, log_summary, make_task_runner
+from edtalk.params import section
+from pipeline.common import fan_out, log_summary, main_with_params
 
 STAGE = "ingest"
 _DATA = Path(edtalk.data.__file__).parent
@@ -55,7 +55,7 @@ def ingest_clip(spec: ClipSpec, source: Source, out_dir: str, split: str, key: s
 @flow(name="ingest", log_prints=False)
 def ingest(params: dict[str, Any], out_dir: str = "data/ingest") -> pd.DataFrame:
     """List the source's clips, materialise each in parallel, write the tables."""
-    data, seed = params["data"], int(params["base"]["seed"])
+    data, seed = section(params, "data"), int(params["base"]["seed"])
     out = Path(out_dir)
     atomic.remove_partials(out / "clips")
     source = make_source(params, seed)
@@ -102,12 +102,7 @@ def _prune(out: Path, manifest: pd.DataFrame, listed: set[str]) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--params", default="params.yaml")
-    parser.add_argument("--out", default="data/ingest")
-    args = parser.parse_args()
-    params = load_params(args.params)
-    ingest.with_options(task_runner=make_task_runner(params["runner"]))(params, args.out)
+    main_with_params(ingest, __doc__, task_runner=True)
 
 
 if __name__ == "__main__":

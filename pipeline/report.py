@@ -19,7 +19,8 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 
 from edtalk.data import atomic
-from metrics.evaluators import reporting
+from edtalk.params import section
+from metrics import reporting
 from metrics.table import load_results, render
 from pipeline.common import main_with_params
 
@@ -32,7 +33,8 @@ def report(params: dict[str, Any], eval_dir: str = "reports/eval", out_dir: str 
     records = reporting.order_records(load_results(paths))
     out = Path(out_dir)
     atomic.write_json(out / "metrics.json", reporting.metrics_json(records))
-    tables = {fmt: render(records, fmt, int(params["report"]["digits"])) for fmt in ("md", "csv", "tex")}
+    digits = int(section(params, "report")["digits"])
+    tables = {fmt: render(records, fmt, digits) for fmt in ("md", "csv", "tex")}
     for fmt, text in tables.items():
         atomic.write_text(out / f"table1.{fmt}", text)
     cols, rows = reporting.plot_rows(records)
@@ -42,7 +44,7 @@ def report(params: dict[str, Any], eval_dir: str = "reports/eval", out_dir: str 
     writer.writerows(rows)
     atomic.write_text(out / "methods.csv", buf.getvalue())
     reporting.render_png(records, out / "plots" / "methods.png",
-                         title=f"{params['data']['source']} {params['evaluate']['split']} split")
+                         title=f"{section(params, 'data')['source']} {section(params, 'evaluate')['split']} split")
     create_markdown_artifact(key="edtalk-table1", markdown="# Table 1\n\n" + tables["md"],
                              description="EDTalk Table 1 layout over every evaluated method")
     get_run_logger().info("report: %d methods -> %s/table1.md", len(records), out)

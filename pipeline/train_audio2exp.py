@@ -18,8 +18,15 @@ from typing import Any
 import torch
 from prefect import flow
 
-from edtalk.audio2motion import TextEncoder, a2m_config, train as a2m
-from pipeline.a2m_common import clip_waves, fingerprint, summarize
+from edtalk.audio2motion import TextEncoder, a2m_config
+from edtalk.audio2motion.data import emotion_means, load_clips, transcript_embeddings
+from edtalk.audio2motion.model_files import save_expression
+from edtalk.audio2motion.params import expression_train_config
+from edtalk.audio2motion.train_expression import train_expression
+from edtalk.data.resume import file_key, fingerprint
+from edtalk.params import profile_name, section
+from edtalk.train.resumable import run_config
+from pipeline.a2m_common import clip_waves, summarize
 from pipeline.common import main_with_params
 
 STAGE = "train_audio2exp"
@@ -32,7 +39,7 @@ def text_embeddings(features_dir: str, backend: str, cache: Path) -> tuple[dict[
     manifest = pd.read_parquet(Path(features_dir) / "clips.parquet", columns=["clip_id", "transcript"])
     encoder = TextEncoder(backend)
     texts = [t or "" for t in manifest["transcript"]]
-    emb = a2m.transcript_embeddings(texts, encoder.encode, encoder.backend, cache)
+    emb = transcript_embeddings(texts, encoder.encode, encoder.backend, cache)
     return dict(zip(manifest["clip_id"], emb)), encoder.backend
 
 
@@ -40,20 +47,21 @@ def text_embeddings(features_dir: str, backend: str, cache: Path) -> tuple[dict[
 def train_audio2exp(params: dict[str, Any], features_dir: str = "data/features", crop_dir: str = "data/crop",
                     weights: str = "data/weights/weights.parquet", out_dir: str = "models/audio2motion",
                     live_dir: str = f"dvclive/{STAGE}") -> dict[str, Any]:
-    profile = params["base"]["profile"]
-    section = a2m.section_for_profile(params["audio2motion"], profile)
-    torch.set_num_threads(int(section["threads"]))
-    cfg = a2m.expression_train_config(section, int(params["base"]["seed"]))
-    clips = a2m.load_clips(features_dir, weights, ("train",), crop_dir)
-    table, backend = text_embeddings(features_dir, section["expression"]["text_backend"],
+    profile = profile_name(params)
+    a2m_params = section(params, "audio2motion")
+    torch.set_num_threads(int(a2m_params["threads"]))
+    cfg = expression_train_config(a2m_params, int(params["base"]["seed"]))
+    clips = load_clips(features_dir, weights, ("train",), crop_dir)
+    table, backend = text_embeddings(features_dir, a2m_params["expression"]["text_backend"],
                                      Path(out_dir) / "text_embeddings.npz")
     exp_cfg = a2m_config(profile).expression
     if backend == "minilm" and exp_cfg.text_dim != 384:
         exp_cfg = replace(exp_cfg, text_dim=384)
     text = torch.stack([table[c.clip_id] for c in clips])
-    model, result = a2m.train_expression(clips, clip_waves(clips), text, cfg, exp_cfg, out_dir, live_dir,
-                                         fingerprint=fingerprint(cfg, profile, weights, backend))
-    a2m.save_expression(Path(out_dir) / "expression.pt", model, a2m.emotion_means(clips), backend)
+    key = fingerprint(run_config(cfg), profile, file_key(weights), backend)
+    model, result = train_expression(clips, clip_waves(clips), text, cfg, exp_cfg, out_dir, live_dir,
+                                     fingerprint=key)
+    save_expression(Path(out_dir) / "expression.pt", model, emotion_means(clips), backend)
     return summarize(STAGE, result, clips=len(clips), text_backend=backend)
 
 

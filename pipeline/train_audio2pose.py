@@ -18,8 +18,15 @@ from typing import Any
 import torch
 from prefect import flow
 
-from edtalk.audio2motion import a2m_config, train as a2m
-from pipeline.a2m_common import fingerprint, summarize
+from edtalk.audio2motion import a2m_config
+from edtalk.audio2motion.data import load_clips
+from edtalk.audio2motion.model_files import save_pose
+from edtalk.audio2motion.params import pose_train_config
+from edtalk.audio2motion.train_pose import train_pose
+from edtalk.data.resume import file_key, fingerprint
+from edtalk.params import profile_name, section
+from edtalk.train.resumable import run_config
+from pipeline.a2m_common import summarize
 from pipeline.common import main_with_params
 
 STAGE = "train_audio2pose"
@@ -29,14 +36,14 @@ STAGE = "train_audio2pose"
 def train_audio2pose(params: dict[str, Any], features_dir: str = "data/features",
                      weights: str = "data/weights/weights.parquet", out_dir: str = "models/audio2motion",
                      live_dir: str = f"dvclive/{STAGE}") -> dict[str, Any]:
-    profile = params["base"]["profile"]
-    section = a2m.section_for_profile(params["audio2motion"], profile)
-    torch.set_num_threads(int(section["threads"]))
-    cfg = a2m.pose_train_config(section, int(params["base"]["seed"]))
-    clips = a2m.load_clips(features_dir, weights, ("train",))
-    model, result, rho = a2m.train_pose(clips, cfg, a2m_config(profile), out_dir, live_dir,
-                                        fingerprint=fingerprint(cfg, profile, weights))
-    a2m.save_pose(Path(out_dir) / "pose.pt", model, cfg.feature)
+    profile = profile_name(params)
+    a2m_params = section(params, "audio2motion")
+    torch.set_num_threads(int(a2m_params["threads"]))
+    cfg = pose_train_config(a2m_params, int(params["base"]["seed"]))
+    clips = load_clips(features_dir, weights, ("train",))
+    key = fingerprint(run_config(cfg), profile, file_key(weights))
+    model, result, rho = train_pose(clips, cfg, a2m_config(profile), out_dir, live_dir, fingerprint=key)
+    save_pose(Path(out_dir) / "pose.pt", model, cfg.feature)
     info = model.train_info
     return summarize(STAGE, result, clips=len(clips), rho=round(rho, 4),
                      shared=round(float(model.flow.shared.mean()), 4), noise=info["noise"],

@@ -11,14 +11,13 @@ checkpoint), and log a summary. Outputs: ``models/train_<stage>/model.pt`` (fina
 
 from __future__ import annotations
 
-import argparse
 from collections.abc import Callable
 from typing import Any
 
 from prefect import flow, get_run_logger
 
 from edtalk.train import run_stage, stage_config
-from pipeline.common import announce_summary, load_params
+from pipeline.common import announce_summary, main_with_params
 
 
 def make_flow(stage: str) -> Callable[..., dict[str, Any]]:
@@ -39,11 +38,5 @@ def make_flow(stage: str) -> Callable[..., dict[str, Any]]:
 
 
 def main(train: Callable[..., dict[str, Any]], description: str) -> None:
-    """Command line of a training stage module."""
-    parser = argparse.ArgumentParser(description=description)
-    parser.add_argument("--params", default="params.yaml")
-    parser.add_argument("--features", default="data/features")
-    parser.add_argument("--models", default="models")
-    parser.add_argument("--live", default="dvclive")
-    args = parser.parse_args()
-    train(load_params(args.params), args.features, args.models, args.live)
+    """Command line of a training stage module (``--features-dir``, ``--models-dir``, ``--live-dir``)."""
+    main_with_params(train, description)

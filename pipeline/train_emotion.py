@@ -1,10 +1,11 @@
 """DVC stage `train_emotion`: the 8-class video emotion classifier, trained on the train split.
 
-Writes ``models/evaluators/emotion.pt`` (``metrics.emotion.save_trained``; label
+Writes ``models/evaluators/emotion.pt`` (``edtalk.experts.emotion_net.save_trained``; label
 ``emotion:trained-here@<hash>``) and ``reports/evaluators/emotion.json``: training time
 and loss, video-level accuracy on the train split (fit) and on the val and test splits
 against chance (1/8), and for the ``landmarks`` backbone the mean error of its points
-(pixels) on each split.
+(pixels) on each split. Step checkpoints under ``models/evaluators/checkpoints/emotion``
+(one folder per training phase) let a killed run resume (``edtalk.train.experts.loop``).
 """
 
 from __future__ import annotations
@@ -17,15 +18,19 @@ from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
 from edtalk.data import atomic
-from metrics import emotion as emo
-from metrics.evaluators import emotion_train
-from metrics.evaluators.corpus import load_corpus
+from edtalk.evaluation.experts import emotion_accuracy
+from edtalk.experts import emotion_net as emo
+from edtalk.train.experts import emotion_train
+from edtalk.train.experts.corpus import load_corpus
+from edtalk.train.experts.loop import Resume, run_fingerprint
+from edtalk.params import section
 from pipeline.common import announce, main_with_params
 
 
 @task(cache_policy=NO_CACHE)
-def fit(features_dir: str, config: emotion_train.EmotionTrainConfig, out: str) -> dict[str, Any]:
-    result = emotion_train.train(load_corpus(features_dir, ("train",)), config)
+def fit(features_dir: str, config: emotion_train.EmotionTrainConfig, out: str,
+        resume: Resume | None = None) -> dict[str, Any]:
+    result = emotion_train.train(load_corpus(features_dir, ("train",)), config, resume)
     emo.save_trained(result.net, out)
     summary = {"seconds": result.seconds, "loss_first": result.losses[0], "loss_last": result.losses[-1],
                "config": result.config}
@@ -39,7 +44,7 @@ def fit(features_dir: str, config: emotion_train.EmotionTrainConfig, out: str) -
 def heldout(features_dir: str, weights: str, split: str, max_frames: int | None) -> dict[str, Any]:
     net, label = emo.load(weights)
     clips = load_corpus(features_dir, (split,))
-    out = {"backend": label, **emotion_train.evaluate(net, clips, max_frames)}
+    out = {"backend": label, **emotion_accuracy(net, clips, max_frames)}
     error = emotion_train.landmark_error_px(net, clips, max_frames)
     if error is not None:
         out["landmark_error_px"] = error
@@ -49,12 +54,15 @@ def heldout(features_dir: str, weights: str, split: str, max_frames: int | None)
 @flow(name="train_emotion")
 def train_emotion(params: dict[str, Any], features_dir: str = "data/features",
                   out: str = "models/evaluators/emotion.pt",
-                  report: str = "reports/evaluators/emotion.json") -> dict[str, Any]:
-    ev = params["evaluators"]
+                  report: str = "reports/evaluators/emotion.json",
+                  ckpt_dir: str = "models/evaluators/checkpoints/emotion") -> dict[str, Any]:
+    ev = section(params, "evaluators")
     torch.set_num_threads(int(ev["threads"]))
     config = emotion_train.EmotionTrainConfig(**ev["emotion"], seed=int(params["base"]["seed"]))
-    max_frames = params["evaluate"]["emotion_max_frames"]
-    summary: dict[str, Any] = {"train": fit(features_dir, config, out)}
+    max_frames = section(params, "evaluate")["emotion_max_frames"]
+    resume = Resume(ckpt_dir, run_fingerprint(config, features_dir), int(ev["checkpoint_every"]),
+                    int(ev["keep_checkpoints"]))
+    summary: dict[str, Any] = {"train": fit(features_dir, config, out, resume)}
     fit_split = heldout(features_dir, out, "train", max_frames)
     summary["train"]["accuracy"] = fit_split["accuracy"]                                   # fit
     if "landmark_error_px" in fit_split:

@@ -1,9 +1,11 @@
 """DVC stage `train_landmarks`: the 68-point landmark regressor used for M-/F-LMD at the
 corpus' resolution (dlib finds no face in 64 px crops), trained on the train split.
 
-Writes ``models/evaluators/landmarks.pt`` (``metrics.landmark_net.save``; label
+Writes ``models/evaluators/landmarks.pt`` (``edtalk.experts.landmark_net.save``; label
 ``landmarks:trained-here@<hash>``) and ``reports/evaluators/landmarks.json``: training
-time and loss, mean point error in crop pixels on the held-out splits.
+time and loss, mean point error in crop pixels on the held-out splits. Step checkpoints
+under ``models/evaluators/checkpoints/landmarks`` let a killed run resume
+(``edtalk.train.experts.loop``).
 """
 
 from __future__ import annotations
@@ -16,15 +18,18 @@ from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
 from edtalk.data import atomic
-from metrics import landmark_net
-from metrics.evaluators import landmark_train
-from metrics.evaluators.corpus import load_corpus
+from edtalk.experts import landmark_net
+from edtalk.train.experts import landmark_train
+from edtalk.train.experts.corpus import load_corpus
+from edtalk.train.experts.loop import Resume, run_fingerprint
+from edtalk.params import section
 from pipeline.common import announce, main_with_params
 
 
 @task(cache_policy=NO_CACHE)
-def fit(features_dir: str, config: landmark_train.LandmarkTrainConfig, out: str) -> dict[str, Any]:
-    result = landmark_train.train(load_corpus(features_dir, ("train",)), config)
+def fit(features_dir: str, config: landmark_train.LandmarkTrainConfig, out: str,
+        resume: Resume | None = None) -> dict[str, Any]:
+    result = landmark_train.train(load_corpus(features_dir, ("train",)), config, resume)
     landmark_net.save(result.net, out)
     return {"seconds": result.seconds, "loss_first": result.losses[0], "loss_last": result.losses[-1],
             "config": result.config}
@@ -40,11 +45,14 @@ def heldout(features_dir: str, weights: str, splits: list[str]) -> dict[str, Any
 @flow(name="train_landmarks")
 def train_landmarks(params: dict[str, Any], features_dir: str = "data/features",
                     out: str = "models/evaluators/landmarks.pt",
-                    report: str = "reports/evaluators/landmarks.json") -> dict[str, Any]:
-    ev = params["evaluators"]
+                    report: str = "reports/evaluators/landmarks.json",
+                    ckpt_dir: str = "models/evaluators/checkpoints/landmarks") -> dict[str, Any]:
+    ev = section(params, "evaluators")
     torch.set_num_threads(int(ev["threads"]))
     config = landmark_train.LandmarkTrainConfig(**ev["landmarks"], seed=int(params["base"]["seed"]))
-    summary = {"train": fit(features_dir, config, out),
+    resume = Resume(ckpt_dir, run_fingerprint(config, features_dir), int(ev["checkpoint_every"]),
+                    int(ev["keep_checkpoints"]))
+    summary = {"train": fit(features_dir, config, out, resume),
                "heldout": heldout(features_dir, out, list(ev["heldout_splits"]))}
     atomic.write_json(Path(report), summary)
     h = summary["heldout"]

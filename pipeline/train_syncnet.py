@@ -1,9 +1,11 @@
 """DVC stage `train_syncnet`: the lip-sync expert evaluator, trained on the train split.
 
-Writes ``models/evaluators/syncnet.pt`` (``metrics.sync.save_trained``; label
+Writes ``models/evaluators/syncnet.pt`` (``edtalk.experts.syncnet.save_trained``; label
 ``syncnet:trained-here:w<width>-s<size>-d<dim>@<hash>``) and
 ``reports/evaluators/syncnet.json``: training time and loss, and the held-out offset
-accuracy (val + test clips, audio delayed by known numbers of frames).
+accuracy (val + test clips, audio delayed by known numbers of frames). Step checkpoints
+under ``models/evaluators/checkpoints/syncnet`` let a killed run resume
+(``edtalk.train.experts.loop``).
 """
 
 from __future__ import annotations
@@ -17,15 +19,19 @@ from prefect.cache_policies import NO_CACHE
 
 from edtalk.data import atomic
 from edtalk.data.media import read_audio
-from metrics import sync
-from metrics.evaluators import sync_train
-from metrics.evaluators.corpus import audio_paths, load_corpus
+from edtalk.evaluation.experts import offset_accuracy
+from edtalk.experts import syncnet as sync
+from edtalk.train.experts import sync_train
+from edtalk.train.experts.corpus import audio_paths, load_corpus
+from edtalk.train.experts.loop import Resume, run_fingerprint
+from edtalk.params import section
 from pipeline.common import announce, main_with_params
 
 
 @task(cache_policy=NO_CACHE)
-def fit(features_dir: str, config: sync_train.SyncTrainConfig, out: str) -> dict[str, Any]:
-    result = sync_train.train(load_corpus(features_dir, ("train",)), config)
+def fit(features_dir: str, config: sync_train.SyncTrainConfig, out: str,
+        resume: Resume | None = None) -> dict[str, Any]:
+    result = sync_train.train(load_corpus(features_dir, ("train",)), config, resume)
     sync.save_trained(result.net, out)
     return {"seconds": result.seconds, "loss_first": result.losses[0], "loss_last": result.losses[-1],
             "config": result.config}
@@ -37,18 +43,21 @@ def heldout(features_dir: str, crop_dir: str, weights: str, splits: list[str],
     net = sync.load(weights)
     wavs = audio_paths(crop_dir, features_dir)
     items = [(c.frames, read_audio(wavs[c.clip_id])) for c in load_corpus(features_dir, splits)]
-    res = sync_train.offset_accuracy(net, items, tuple(shifts))
+    res = offset_accuracy(net, items, tuple(shifts))
     return {"backend": net.backend, "splits": splits, **{k: v for k, v in res.items() if k != "trials"}}
 
 
 @flow(name="train_syncnet")
 def train_syncnet(params: dict[str, Any], features_dir: str = "data/features",
                   crop_dir: str = "data/crop", out: str = "models/evaluators/syncnet.pt",
-                  report: str = "reports/evaluators/syncnet.json") -> dict[str, Any]:
-    ev = params["evaluators"]
+                  report: str = "reports/evaluators/syncnet.json",
+                  ckpt_dir: str = "models/evaluators/checkpoints/syncnet") -> dict[str, Any]:
+    ev = section(params, "evaluators")
     torch.set_num_threads(int(ev["threads"]))
     config = sync_train.SyncTrainConfig(**ev["syncnet"], seed=int(params["base"]["seed"]))
-    summary = {"train": fit(features_dir, config, out),
+    resume = Resume(ckpt_dir, run_fingerprint(config, features_dir), int(ev["checkpoint_every"]),
+                    int(ev["keep_checkpoints"]))
+    summary = {"train": fit(features_dir, config, out, resume),
                "heldout": heldout(features_dir, crop_dir, out, list(ev["heldout_splits"]),
                                   list(ev["sync_shifts"]))}
     atomic.write_json(Path(report), summary)

@@ -1,7 +1,7 @@
 """Pretrain the autoencoder (E, G, navigation) for longer than the pipeline's budget.
 
 The paper starts from a pretrained autoencoder (LIA's). On 2 CPU cores the default
-`train_autoencoder` stage can afford ~1000 steps, after which the tiny generator follows
+`train@autoencoder` stage can afford ~1000 steps, after which the tiny generator follows
 head yaw but not yet the mouth; a longer run does. This script runs the very same stage
 (``edtalk.train.run_stage`` with ``params.yaml``'s `train.autoencoder` recipe, only more
 steps; resumable from its work folder) on the train split and writes a checkpoint that
@@ -15,16 +15,12 @@ such a file when any of those identities is held out (val/test) in the current c
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
-import yaml
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from edtalk.model import load_checkpoint, save_checkpoint  # noqa: E402
-from edtalk.train import run_stage, stage_config  # noqa: E402
+from edtalk.model import load_checkpoint, save_checkpoint
+from edtalk.params import load_params
+from edtalk.train import run_stage, stage_config
 
 
 def main(argv: list[str] | None = None) -> Path:
@@ -36,7 +32,7 @@ def main(argv: list[str] | None = None) -> Path:
                     help="models folder of the run (checkpoints: resumable)")
     ap.add_argument("--out", required=True)
     args = ap.parse_args(argv)
-    params = yaml.safe_load(open(args.params, encoding="utf-8"))
+    params = load_params(args.params)
     cfg = stage_config(params, "autoencoder", steps=args.steps, pretrained=None,
                        checkpoint_every=1000, keep_checkpoints=2)
     t0 = time.perf_counter()

@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-import copy
 from pathlib import Path
 from typing import Any
 
-import yaml
+from edtalk.params import load_params
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def tiny_params(**overrides: Any) -> dict[str, Any]:
     """params.yaml with a 4-clip synthetic corpus at 48 px and 32 px crops."""
-    params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    params = copy.deepcopy(params)
+    params = load_params(ROOT / "params.yaml")
     params["data"]["synthetic"].update(identities=4, clips_per_identity=1, seconds=1.5,
                                        render_size=48)
     params["data"]["split"] = {"val": 1, "test": 1}

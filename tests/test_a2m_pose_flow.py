@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from edtalk.audio2motion.config import PoseFlowConfig
-from edtalk.audio2motion.pose_flow import (PoseFlow, fit_process, gaussian_nll, jitter, kernel_correlation,
-                                           mle_loss, pose_losses, pose_rec_loss, process_log_prob,
-                                           select_noise, shrunk_covariance, smooth_taps, temporal_loss)
+from edtalk.audio2motion.latent_process import fit_process, kernel_correlation, process_log_prob, smooth_taps
+from edtalk.audio2motion.pose_flow import (PoseFlow, gaussian_nll, jitter, mle_loss, pose_losses, pose_rec_loss,
+                                           select_noise, shrunk_covariance, temporal_loss)
 
 CFG = PoseFlowConfig(cond_dim=8, context_dim=16, hidden=32, n_couplings=4)
 PER_FRAME = replace(CFG, context_smooth=0.0)   # conditions drawn i.i.d. per frame: no low-pass
@@ -276,7 +276,7 @@ def test_select_noise_prefers_shrinkage_when_groups_are_few_and_far_apart() -> N
 def test_pose_losses_eq14() -> None:
     w = torch.zeros(1, 3, 6)
     w_hat = w.clone()
-    w_hat[0, 1, 0] = 3.0; w_hat[0, 1, 1] = 4.0              # one frame off by a 3-4-5 vector
+    w_hat[0, 1, 0], w_hat[0, 1, 1] = 3.0, 4.0               # one frame off by a 3-4-5 vector
     assert float(pose_rec_loss(w, w_hat)) == pytest.approx(5.0 / 3)
     assert float(temporal_loss(w, w_hat)) == pytest.approx(5.0)   # (5 + 5) / (N - 1)
     assert float(temporal_loss(w, w + 1.0)) == pytest.approx(0.0)  # constant offsets are free

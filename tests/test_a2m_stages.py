@@ -17,14 +17,25 @@ import pytest
 import torch
 
 from edtalk.audio2motion import a2m_config, weights_cache
-from edtalk.audio2motion import train as a2m
+from edtalk.audio2motion import train_pose as train_pose_module
+from edtalk.audio2motion.audio_encoder import frame_windows
+from edtalk.audio2motion.audio_pose import AudioPose
 from edtalk.audio2motion.config import ExpressionConfig, SemanticEncoderConfig
+from edtalk.audio2motion.data import ClipData, emotion_means, load_clips
 from edtalk.audio2motion.driver import AudioDriver
+from edtalk.audio2motion.model_files import save_expression, save_mouth, save_pose
+from edtalk.audio2motion.mouth import AudioToMouth, mouth_feature_loss
+from edtalk.audio2motion.params import ExpressionTrainConfig, LoopConfig, MouthTrainConfig, PoseTrainConfig
+from edtalk.audio2motion.semantic_expression import SemanticExpression, expression_loss
+from edtalk.audio2motion.train_expression import train_expression
+from edtalk.audio2motion.train_mouth import RenderContext, train_mouth
+from edtalk.audio2motion.train_pose import NOISE_GRID, holdout_split, resolve_noise, train_pose
 from edtalk.data import pixel_cache
 from edtalk.data.media import write_wav
 from edtalk.data.pixel_cache import PixelCache
 from edtalk.data.schema import EMOTIONS
 from edtalk.model import EDTalk, profile, save_checkpoint
+from edtalk.train.resumable import checkpoints
 
 torch.set_num_threads(1)
 N_CLIPS, N_FRAMES, SIZE = 6, 24, 32
@@ -33,9 +44,9 @@ SMALL_SEMANTIC = SemanticEncoderConfig(conv_channels=16, d_model=16, n_layers=1,
 SMALL_EXP = ExpressionConfig(semantic=SMALL_SEMANTIC, hidden=32)
 
 
-def _loop(steps: int, batch: int = 8, every: int = 2) -> a2m.LoopConfig:
-    return a2m.LoopConfig(steps=steps, batch=batch, lr=3e-3, seed=0, checkpoint_every=every,
-                          keep_checkpoints=2, log_every=1)
+def _loop(steps: int, batch: int = 8, every: int = 2) -> LoopConfig:
+    return LoopConfig(steps=steps, batch=batch, lr=3e-3, seed=0, checkpoint_every=every,
+                      keep_checkpoints=2, log_every=1)
 
 
 @pytest.fixture(scope="module")
@@ -77,8 +88,8 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-def _clips(corpus: Path, splits=("train",)) -> list[a2m.ClipData]:
-    return a2m.load_clips(corpus / "features", corpus / "weights.parquet", splits, corpus / "crop")
+def _clips(corpus: Path, splits=("train",)) -> list[ClipData]:
+    return load_clips(corpus / "features", corpus / "weights.parquet", splits, corpus / "crop")
 
 
 def test_extract_writes_the_declared_schema_and_the_models_weights(corpus: Path) -> None:
@@ -99,21 +110,21 @@ def test_extract_writes_the_declared_schema_and_the_models_weights(corpus: Path)
 
 def test_mouth_loop_reduces_feature_loss_and_uses_rec_and_sync(corpus: Path, tmp_path: Path) -> None:
     from edtalk.model import load_checkpoint
-    from metrics.sync import SyncConfig, SyncNet
+    from edtalk.experts.syncnet import SyncConfig, SyncNet
 
     clips = _clips(corpus)
     model, _ = load_checkpoint(corpus / "model.pt")
-    render = a2m.RenderContext(model, PixelCache(corpus / "features" / "pixels.npy"),
-                               SyncNet(SyncConfig(0.125, 64, 16)))
-    cfg = a2m.MouthTrainConfig(loop=_loop(40, 32, 100), rec_every=5)
+    render = RenderContext(model, PixelCache(corpus / "features" / "pixels.npy"),
+                           SyncNet(SyncConfig(0.125, 64, 16)))
+    cfg = MouthTrainConfig(loop=_loop(40, 32, 100), rec_every=5)
     torch.manual_seed(0)
-    fresh = a2m.AudioToMouth(a2m_config("tiny").mouth)
-    net, res = a2m.train_mouth(clips, cfg, a2m_config("tiny").mouth, tmp_path, render)
-    windows = torch.cat([a2m.frame_windows(c.mfcc) for c in clips])
+    fresh = AudioToMouth(a2m_config("tiny").mouth)
+    net, res = train_mouth(clips, cfg, a2m_config("tiny").mouth, tmp_path, render)
+    windows = torch.cat([frame_windows(c.mfcc) for c in clips])
     target = torch.from_numpy(np.concatenate([c.mouth for c in clips]))
     with torch.no_grad():
-        before = a2m.mouth_feature_loss(target, fresh(windows))
-        after = a2m.mouth_feature_loss(target, net(windows))
+        before = mouth_feature_loss(target, fresh(windows))
+        after = mouth_feature_loss(target, net(windows))
     assert after < 0.5 * before
     assert {"loss/fea", "loss/rec", "loss/sync"} <= set(res.first)
     assert all(np.isfinite(v) for v in res.first.values())
@@ -122,8 +133,8 @@ def test_mouth_loop_reduces_feature_loss_and_uses_rec_and_sync(corpus: Path, tmp
 
 def test_pose_loop_reduces_mle_and_calibrates_rho(corpus: Path, tmp_path: Path) -> None:
     clips = _clips(corpus)
-    cfg = a2m.PoseTrainConfig(loop=_loop(40, 4, 100), seq_len=16, eval_every=5)
-    model, res, rho = a2m.train_pose(clips, cfg, a2m_config("tiny"), tmp_path)
+    cfg = PoseTrainConfig(loop=_loop(40, 4, 100), seq_len=16, eval_every=5)
+    model, res, rho = train_pose(clips, cfg, a2m_config("tiny"), tmp_path)
     assert res.last["loss/mle"] < res.first["loss/mle"]   # from the Gaussian, already a good fit
     assert 0.0 <= rho <= 0.9999 and float(model.flow.rho[0]) == pytest.approx(rho)
     assert 0.0 <= float(model.flow.shared.min()) <= float(model.flow.shared.max()) <= 1.0
@@ -140,21 +151,21 @@ def test_pose_loop_reduces_mle_and_calibrates_rho(corpus: Path, tmp_path: Path) 
     # then a fresh model trains on every train clip for the chosen number of steps
     assert info["refit_steps"] == info["best_step"]
     if info["best_step"] > 0:
-        assert a2m.checkpoints(tmp_path / "checkpoints" / "pose" / "refit")[-1][0] == info["best_step"]
+        assert checkpoints(tmp_path / "checkpoints" / "pose" / "refit")[-1][0] == info["best_step"]
 
 
 def test_pose_refit_trains_every_clip_for_the_chosen_steps(corpus: Path, tmp_path: Path,
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     clips = _clips(corpus)
     scores = iter([(1.0, 0.1), (0.5, 0.1), (0.2, 0.1), (0.1, 5.0)])   # (NLL, jitter) at steps 0 2 4, end (6)
-    monkeypatch.setattr(a2m, "heldout_scores", lambda *a, **k: next(scores))
-    cfg = a2m.PoseTrainConfig(loop=_loop(6, 2), seq_len=8, eval_every=2)
-    model, _, _ = a2m.train_pose(clips, cfg, a2m_config("tiny"), tmp_path / "a")
+    monkeypatch.setattr(train_pose_module, "heldout_scores", lambda *a, **k: next(scores))
+    cfg = PoseTrainConfig(loop=_loop(6, 2), seq_len=8, eval_every=2)
+    model, _, _ = train_pose(clips, cfg, a2m_config("tiny"), tmp_path / "a")
     info = model.train_info
     assert info["best_step"] == 4 and info["refit_steps"] == 4     # step 6 is too jittery
-    assert a2m.checkpoints(tmp_path / "a" / "checkpoints" / "pose" / "refit")[-1][0] == 4
-    plain, _, _ = a2m.train_pose(clips, replace(cfg, loop=_loop(4, 2), holdout=0.0),
-                                 a2m_config("tiny"), tmp_path / "b")
+    assert checkpoints(tmp_path / "a" / "checkpoints" / "pose" / "refit")[-1][0] == 4
+    plain, _, _ = train_pose(clips, replace(cfg, loop=_loop(4, 2), holdout=0.0),
+                             a2m_config("tiny"), tmp_path / "b")
     for (k, a), (_, b) in zip(model.state_dict().items(), plain.state_dict().items()):
         assert torch.equal(a, b), k
 
@@ -162,16 +173,16 @@ def test_pose_refit_trains_every_clip_for_the_chosen_steps(corpus: Path, tmp_pat
 def test_pose_holdout_split_and_automatic_noise(corpus: Path) -> None:
     clips = _clips(corpus)
     assert all(c.identity == "" for c in clips)          # no identity column: one group per clip
-    fit, held = a2m.holdout_split(clips, 0.25, 0)
+    fit, held = holdout_split(clips, 0.25, 0)
     assert len(held) == 1 and len(fit) == 3 and not {c.clip_id for c in fit} & {c.clip_id for c in held}
-    assert a2m.holdout_split(clips, 0.0, 0) == (list(clips), [])
-    assert len(a2m.holdout_split(clips, 1.0, 0)[0]) == 1  # never all identities
-    noise, scores = a2m.resolve_noise("auto", clips)
-    assert noise in a2m.NOISE_GRID and scores[noise] == max(scores.values())
-    assert a2m.resolve_noise(0.3, clips) == (0.3, {})
+    assert holdout_split(clips, 0.0, 0) == (list(clips), [])
+    assert len(holdout_split(clips, 1.0, 0)[0]) == 1  # never all identities
+    noise, scores = resolve_noise("auto", clips)
+    assert noise in NOISE_GRID and scores[noise] == max(scores.values())
+    assert resolve_noise(0.3, clips) == (0.3, {})
 
 
-def _exp_inputs(clips: list[a2m.ClipData]) -> tuple[list[np.ndarray], torch.Tensor]:
+def _exp_inputs(clips: list[ClipData]) -> tuple[list[np.ndarray], torch.Tensor]:
     from edtalk.data.media import read_audio
 
     g = torch.Generator().manual_seed(0)
@@ -183,14 +194,14 @@ def _exp_inputs(clips: list[a2m.ClipData]) -> tuple[list[np.ndarray], torch.Tens
 def test_expression_loop_reduces_l1(corpus: Path, tmp_path: Path) -> None:
     clips = _clips(corpus)
     waves, text = _exp_inputs(clips)
-    cfg = a2m.ExpressionTrainConfig(loop=_loop(30, 4, 100), crop_seconds=0.5)
-    model, res = a2m.train_expression(clips, waves, text, cfg, SMALL_EXP, tmp_path)
+    cfg = ExpressionTrainConfig(loop=_loop(30, 4, 100), crop_seconds=0.5)
+    model, res = train_expression(clips, waves, text, cfg, SMALL_EXP, tmp_path)
     targets = torch.from_numpy(np.stack([c.exp.mean(0) for c in clips]))
     torch.manual_seed(0)
-    fresh = a2m.SemanticExpression(SMALL_EXP).eval()
+    fresh = SemanticExpression(SMALL_EXP).eval()
     wave = torch.from_numpy(np.stack(waves))
     with torch.no_grad():
-        assert a2m.expression_loss(targets, model(wave, text)) < a2m.expression_loss(targets, fresh(wave, text))
+        assert expression_loss(targets, model(wave, text)) < expression_loss(targets, fresh(wave, text))
         # Eq. 15: both single-modality paths work after training
         assert model(wave, None).shape == model(None, text).shape == (len(clips), 10)
 
@@ -201,14 +212,14 @@ def test_resume_after_a_crash_equals_an_uninterrupted_run(corpus: Path, tmp_path
 
     def run(out: Path, stop_after: int | None) -> torch.nn.Module:
         if part == "mouth":
-            return a2m.train_mouth(clips, a2m.MouthTrainConfig(loop=_loop(6)), a2m_config("tiny").mouth,
-                                   out, stop_after=stop_after)[0]
+            return train_mouth(clips, MouthTrainConfig(loop=_loop(6)), a2m_config("tiny").mouth,
+                               out, stop_after=stop_after)[0]
         if part == "pose":
-            return a2m.train_pose(clips, a2m.PoseTrainConfig(loop=_loop(6, 2), seq_len=8, eval_every=2),
-                                  a2m_config("tiny"), out, stop_after=stop_after)[0]
+            return train_pose(clips, PoseTrainConfig(loop=_loop(6, 2), seq_len=8, eval_every=2),
+                              a2m_config("tiny"), out, stop_after=stop_after)[0]
         waves, text = _exp_inputs(clips)
-        return a2m.train_expression(clips, waves, text, a2m.ExpressionTrainConfig(_loop(6, 2), 0.25),
-                                    SMALL_EXP, out, stop_after=stop_after)[0]
+        return train_expression(clips, waves, text, ExpressionTrainConfig(_loop(6, 2), 0.25),
+                                SMALL_EXP, out, stop_after=stop_after)[0]
 
     whole = run(tmp_path / "whole", None)
     run(tmp_path / "crashed", 3)                     # checkpoint at step 2, step 3 lost
@@ -217,14 +228,64 @@ def test_resume_after_a_crash_equals_an_uninterrupted_run(corpus: Path, tmp_path
         assert torch.equal(a, b), k
 
 
+KILL_SCRIPT = """
+import torch
+torch.set_num_threads(1)
+from edtalk.audio2motion import a2m_config
+from edtalk.audio2motion.data import load_clips
+from edtalk.audio2motion.params import LoopConfig, MouthTrainConfig
+from edtalk.audio2motion.train_mouth import train_mouth
+clips = load_clips({features!r}, {weights!r}, ("train",))
+loop = LoopConfig(steps={steps}, batch=8, lr=3e-3, seed=0, checkpoint_every=1, keep_checkpoints=2, log_every=1)
+train_mouth(clips, MouthTrainConfig(loop=loop), a2m_config("tiny").mouth, {out!r}, live_dir={live!r})
+"""
+
+
+@pytest.mark.slow
+def test_kill_9_then_rerun_of_an_audio_stage_ends_with_the_uninterrupted_weights(corpus: Path,
+                                                                                tmp_path: Path) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    steps, root = 300, Path(__file__).resolve().parents[1]
+    cfg = MouthTrainConfig(loop=_loop(steps, 8, 1))      # as KILL_SCRIPT's
+    killed, live = tmp_path / "killed", tmp_path / "live"
+    script = KILL_SCRIPT.format(features=str(corpus / "features"), weights=str(corpus / "weights.parquet"),
+                                steps=steps, out=str(killed), live=str(live))
+    proc = subprocess.Popen([sys.executable, "-c", script], cwd=root)
+    ckpts = killed / "checkpoints" / "mouth"
+
+    def newest() -> int:
+        found = checkpoints(ckpts)
+        return found[-1][0] if found else 0
+
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and newest() < 5:
+        time.sleep(0.02)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert 5 <= newest() < steps, "killed too early or finished before the kill"
+    clips = _clips(corpus)
+    resumed, res = train_mouth(clips, cfg, a2m_config("tiny").mouth, killed, live_dir=live)
+    assert res.resumed_from >= 5
+    whole, _ = train_mouth(clips, cfg, a2m_config("tiny").mouth, tmp_path / "whole")
+    for (k, a), (_, b) in zip(whole.state_dict().items(), resumed.state_dict().items()):
+        assert torch.equal(a, b), k
+    rows = (live / "plots" / "metrics" / "loss" / "fea.tsv").read_text().splitlines()[1:]
+    assert [int(r.split("\t")[0]) for r in rows] == list(range(1, steps + 1))   # history without repeats
+
+
 def test_fingerprint_change_restarts(corpus: Path, tmp_path: Path) -> None:
     clips = _clips(corpus)
-    cfg = a2m.PoseTrainConfig(loop=_loop(2, 2), seq_len=8)
-    a2m.train_pose(clips, cfg, a2m_config("tiny"), tmp_path, fingerprint="a")
-    _, res, _ = a2m.train_pose(clips, replace(cfg, loop=_loop(4, 2)), a2m_config("tiny"), tmp_path,
-                               fingerprint="a")
+    cfg = PoseTrainConfig(loop=_loop(2, 2), seq_len=8)
+    train_pose(clips, cfg, a2m_config("tiny"), tmp_path, fingerprint="a")
+    _, res, _ = train_pose(clips, replace(cfg, loop=_loop(4, 2)), a2m_config("tiny"), tmp_path,
+                           fingerprint="a")
     assert res.resumed_from == 2
-    _, res, _ = a2m.train_pose(clips, cfg, a2m_config("tiny"), tmp_path, fingerprint="b")
+    _, res, _ = train_pose(clips, cfg, a2m_config("tiny"), tmp_path, fingerprint="b")
     assert res.resumed_from == 0
 
 
@@ -232,13 +293,13 @@ def test_audio_driver_round_trip(corpus: Path, tmp_path: Path) -> None:
     clips = _clips(corpus)
     torch.manual_seed(0)
     cfg = a2m_config("tiny")
-    pose = a2m.AudioPose(cfg.mouth.encoder, cfg.pose)
+    pose = AudioPose(cfg.mouth.encoder, cfg.pose)
     pose.flow.fit_normalization(torch.from_numpy(np.concatenate([c.pose for c in clips])))
     pose.flow.rho.fill_(0.5)
-    a2m.save_mouth(tmp_path / "mouth.pt", a2m.AudioToMouth(cfg.mouth), "mfcc")
-    a2m.save_pose(tmp_path / "pose.pt", pose, "mfcc")
-    a2m.save_expression(tmp_path / "expression.pt", a2m.SemanticExpression(SMALL_EXP),
-                        a2m.emotion_means(clips), "minilm")
+    save_mouth(tmp_path / "mouth.pt", AudioToMouth(cfg.mouth), "mfcc")
+    save_pose(tmp_path / "pose.pt", pose, "mfcc")
+    save_expression(tmp_path / "expression.pt", SemanticExpression(SMALL_EXP),
+                        emotion_means(clips), "minilm")
     driver = AudioDriver.load(tmp_path)
     audio = (0.1 * np.random.default_rng(1).normal(size=16000)).astype(np.float32)
     out = driver.predict(audio, 25)
@@ -250,7 +311,7 @@ def test_audio_driver_round_trip(corpus: Path, tmp_path: Path) -> None:
     np.testing.assert_array_equal(out["mouth"], again["mouth"])
     assert np.abs(out["pose"] - other["pose"]).max() > 1e-4
     happy = driver.predict(audio, 10, emotion=EMOTIONS[0])
-    np.testing.assert_allclose(happy["exp"][3], a2m.emotion_means(clips)[0].numpy(), rtol=1e-6)
+    np.testing.assert_allclose(happy["exp"][3], emotion_means(clips)[0].numpy(), rtol=1e-6)
     assert float(pose.flow.rho[0]) == pytest.approx(float(driver.pose.flow.rho[0]))
     with pytest.raises(ValueError):
         driver.predict(audio, 10, emotion="bored")
@@ -300,7 +361,7 @@ def test_rendered_expression_check_reads_each_mode_through_the_generator(corpus:
     """The ground-truth W^e mode renders exactly the clip's own weights; a classifier that
     recognises those renders scores 1 on it and 0 on the identity's own weights."""
     from edtalk import generate as gen
-    from edtalk.audio2motion.evaluation import evaluate_expression_rendered
+    from edtalk.evaluation.audio2motion import evaluate_expression_rendered
     from edtalk.model import load_checkpoint
 
     model, _ = load_checkpoint(corpus / "model.pt")

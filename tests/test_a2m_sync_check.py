@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edtalk.audio2motion import sync_check
-from edtalk.generate import SAMPLES_PER_FRAME
+from edtalk.data.schema import SAMPLES_PER_FRAME
+from edtalk.evaluation import sync_check
 
 
 class _Generated:

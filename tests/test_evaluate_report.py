@@ -13,7 +13,8 @@ import pandas as pd
 import pytest
 
 from edtalk.data import atomic
-from metrics.evaluators import baselines, reporting
+from edtalk.evaluation import baselines
+from metrics import reporting
 from tests.pipeline_params import tiny_params
 
 SYNC = "lse_c[syncnet:trained-here:w0.125-s64-d64@ab12cd34]"
@@ -106,9 +107,12 @@ def evaluated(tmp_path_factory, prefect_harness):
     params["evaluators"]["landmarks"]["steps"] = 20
     _run_chain(params, root)
     feats, crop, models, rep = (str(root / p) for p in ("features", "crop", "models", "reports"))
-    train_syncnet(params, feats, crop, f"{models}/syncnet.pt", f"{rep}/evaluators/syncnet.json")
-    train_emotion(params, feats, f"{models}/emotion.pt", f"{rep}/evaluators/emotion.json")
-    train_landmarks(params, feats, f"{models}/landmarks.pt", f"{rep}/evaluators/landmarks.json")
+    train_syncnet(params, feats, crop, f"{models}/syncnet.pt", f"{rep}/evaluators/syncnet.json",
+                  f"{models}/checkpoints/syncnet")
+    train_emotion(params, feats, f"{models}/emotion.pt", f"{rep}/evaluators/emotion.json",
+                  f"{models}/checkpoints/emotion")
+    train_landmarks(params, feats, f"{models}/landmarks.pt", f"{rep}/evaluators/landmarks.json",
+                    f"{models}/checkpoints/landmarks")
     evaluate(params, feats, crop, models, str(root / "generate"), str(root / "evaluate"),
              f"{rep}/eval")
     report(params, f"{rep}/eval", rep)

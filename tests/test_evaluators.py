@@ -10,11 +10,13 @@ import numpy as np
 import pytest
 import torch
 
-from edtalk.data.schema import EMOTIONS
-from metrics import emotion as emo
-from metrics import landmark_net, sync
-from metrics.evaluators import emotion_train, landmark_train, sync_train
-from metrics.evaluators.corpus import Clip
+from edtalk.data.schema import EMOTIONS, SAMPLES_PER_FRAME
+from edtalk.evaluation.experts import emotion_accuracy, offset_accuracy, shift_audio
+from edtalk.experts import emotion_net as emo
+from edtalk.experts import landmark_net
+from edtalk.experts import syncnet as sync
+from edtalk.train.experts import emotion_train, landmark_train, sync_train
+from edtalk.train.experts.corpus import Clip
 
 S = 64
 
@@ -24,7 +26,7 @@ def _toy_av(seed: int, frames: int = 60) -> tuple[np.ndarray, np.ndarray]:
     loudness: (RGB uint8 T x S x S x 3, int16 audio)."""
     rng = np.random.default_rng(seed)
     level = rng.choice([0.0, 0.15, 0.5, 1.0], size=frames)
-    audio = np.concatenate([lv * rng.standard_normal(sync.SAMPLES_PER_FRAME) for lv in level])
+    audio = np.concatenate([lv * rng.standard_normal(SAMPLES_PER_FRAME) for lv in level])
     audio = np.round(np.clip(audio * 0.3, -1, 1) * 32767).astype(np.int16)
     video = np.repeat((40 + 200 * level).astype(np.uint8)[:, None, None, None], S, 1)
     return np.ascontiguousarray(np.repeat(np.repeat(video, S, 2), 3, 3)), audio
@@ -56,16 +58,16 @@ class _EnergyNet(sync.SyncNet):
 
 def test_offset_accuracy_recovers_known_delays_with_a_constructed_network():
     items = [_toy_av(s, 50) for s in (1, 2)]
-    res = sync_train.offset_accuracy(_EnergyNet().eval(), items, shifts=(0, -2, 2, -5, 5))
+    res = offset_accuracy(_EnergyNet().eval(), items, shifts=(0, -2, 2, -5, 5))
     assert res["offset_accuracy"] == 1.0, [(t["shift"], t["offset"]) for t in res["trials"]]
     assert {t["offset"] for t in res["trials"] if t["shift"] == 5} == {-5}
 
 
 def test_shift_audio_delays_by_whole_frames_and_keeps_length():
     a = np.arange(1, 3 * 640 + 1).astype(np.int16)
-    assert np.array_equal(sync_train.shift_audio(a, 1)[640:], a[:-640])
-    assert np.array_equal(sync_train.shift_audio(a, -1)[:-640], a[640:])
-    assert len(sync_train.shift_audio(a, 2)) == len(a)
+    assert np.array_equal(shift_audio(a, 1)[640:], a[:-640])
+    assert np.array_equal(shift_audio(a, -1)[:-640], a[640:])
+    assert len(shift_audio(a, 2)) == len(a)
 
 
 def test_sync_batches_pair_each_lip_window_with_its_aligned_and_shifted_audio():
@@ -97,7 +99,7 @@ def test_trained_syncnet_recovers_delays_on_held_out_clips(tmp_path):
     sync.save_trained(result.net, tmp_path / "syncnet.pt")
     net = sync.load(tmp_path / "syncnet.pt")
     assert net.backend.startswith("syncnet:trained-here:w0.125-s64-d32@")
-    res = sync_train.offset_accuracy(net, [_toy_av(s, 60) for s in (100, 101)])
+    res = offset_accuracy(net, [_toy_av(s, 60) for s in (100, 101)])
     assert res["offset_accuracy"] == 1.0, res["per_shift"]
 
 
@@ -118,7 +120,7 @@ def test_emotion_classifier_separates_a_trivially_separable_set():
                                            frames_per_clip=4, lr=5e-3, seed=0)
     result = emotion_train.train(train, cfg)
     assert np.mean(result.losses[-5:]) < np.mean(result.losses[:5])
-    acc = emotion_train.evaluate(result.net, test)
+    acc = emotion_accuracy(result.net, test)
     assert acc["accuracy"] >= 0.5 > acc["chance"]
 
 
@@ -158,7 +160,7 @@ def test_landmark_emotion_classifier_reads_the_shape_of_unseen_identities():
     assert result.net.config.backbone == "landmarks" and not result.net.training
     assert np.mean(result.landmark_losses[-10:]) < 0.5 * np.mean(result.landmark_losses[:10])
     assert emotion_train.landmark_error_px(result.net, test) < 2.0
-    acc = emotion_train.evaluate(result.net, test)
+    acc = emotion_accuracy(result.net, test)
     assert acc["accuracy"] == 1.0, acc["predictions"]
 
 

@@ -149,6 +149,7 @@ def test_edtalk_a_sources_from_a_stand_in_driver() -> None:
 def test_generate_stage_writes_every_test_clip_with_its_audio(tmp_path, prefect_harness, monkeypatch) -> None:
     import pandas as pd
 
+    import pipeline.generate as pipeline_generate
     from pipeline.generate import generate as generate_flow
 
     clips = tmp_path / "crop" / "clips"
@@ -179,7 +180,7 @@ def test_generate_stage_writes_every_test_clip_with_its_audio(tmp_path, prefect_
     assert (tmp_path / "gen" / "run.json").is_file()
     # with audio models (a stand-in driver), EDTalk-A joins: length = the audio's
     (tmp_path / "a2m").mkdir()
-    monkeypatch.setattr(gen, "load_audio_driver", lambda path: StandInDriver())
+    monkeypatch.setattr(pipeline_generate, "load_audio_driver", lambda path: StandInDriver())
     params["generate"]["audio_models"] = str(tmp_path / "a2m")
     run = generate_flow(params, str(tmp_path / "features"), str(tmp_path / "crop"), str(tmp_path / "gen"))
     assert list(run["methods"]) == ["EDTalk-V", "EDTalk-A"]
@@ -190,7 +191,7 @@ def test_generate_stage_writes_every_test_clip_with_its_audio(tmp_path, prefect_
 def test_disentangle_reader_and_table() -> None:
     import pandas as pd
 
-    from metrics import disentangle as dis
+    from edtalk.evaluation import disentangle as dis
 
     rng = np.random.default_rng(0)
     base = rng.normal(size=(68, 2)) * 10 + 32
@@ -218,7 +219,7 @@ def test_disentangle_reader_and_table() -> None:
 def test_disentangle_gain_ignores_offsets_and_orders_reference_rows_last() -> None:
     import pandas as pd
 
-    from metrics import disentangle as dis
+    from edtalk.evaluation import disentangle as dis
 
     t = np.linspace(0, 1, 30)
     target = np.c_[np.sin(6 * t), np.cos(4 * t)]
@@ -254,7 +255,7 @@ class _TwoClipCorpus:
 
 def test_disentangle_emotion_and_pixel_scores() -> None:
     from edtalk.data.schema import EMOTIONS
-    from metrics import disentangle as dis
+    from edtalk.evaluation import disentangle as dis
 
     corpus = _TwoClipCorpus()
     dark, bright = np.full((3, 4, 4, 3), 50, np.uint8), np.full((3, 4, 4, 3), 200, np.uint8)

@@ -74,9 +74,9 @@ def test_dataset_mean_and_errors():
         lmd(face(), face(), gt_valid=np.ones(3, bool))
 
 
-# --- ground-truth factor measures (metrics.factors), landmark-based ---------------
+# --- ground-truth factor measures (edtalk.evaluation.factors), landmark-based ---------------
 
-from metrics import factors  # noqa: E402
+from edtalk.evaluation import factors  # noqa: E402
 
 
 def test_mouth_err_ignores_face_size_and_place_but_sees_mouth_opening():

@@ -10,7 +10,9 @@ import pytest
 import torch
 
 from edtalk.data.media import read_frames, write_video
-from metrics import emotion, image, sync
+from edtalk.experts import emotion_net
+from edtalk.experts import syncnet as sync
+from metrics import emotion, higher_is_better, image
 from metrics.__main__ import main
 from metrics.suite import Suite, SuiteConfig, match_clips
 
@@ -38,7 +40,7 @@ def folders(tmp_path_factory):
     write_video(gt_dir / "only_gt.mp4", gt)                       # unmatched: ignored
     torch.manual_seed(0)
     sync.save_trained(sync.SyncNet(sync.SyncConfig(0.0625, 64, 16)).eval(), root / "sync.pt")
-    emotion.save_trained(emotion.FrameAttentionNet(emotion.EmotionConfig(width=4, image_size=32)).eval(),
+    emotion_net.save_trained(emotion_net.FrameAttentionNet(emotion_net.EmotionConfig(width=4, image_size=32)).eval(),
                          root / "emo.pt")
     return root
 
@@ -70,6 +72,7 @@ def test_suite_writes_rows_and_summary(folders, tmp_path):
     assert any(k.startswith("acc_emo[emotion:trained-here@") for k in m)
     assert json.loads((tmp_path / "summary.json").read_text())["clips"] == 3
     assert summary["backends"]["fid"] == "fd[rgb-pool8]" and summary["failed"] == []
+    assert all(isinstance(higher_is_better(k), bool) for k in m)     # every key declares its direction
 
 
 def test_cli_evaluate_without_networks_notes_what_is_missing(folders, tmp_path, capsys):
@@ -92,24 +95,24 @@ def test_cli_sync_json(folders, capsys):
 
 
 def test_emotion_fan_checkpoint_loads_with_dataparallel_prefix(tmp_path):
-    net = emotion.FrameAttentionNet(emotion.EmotionConfig(backbone="resnet18", image_size=64))
+    net = emotion_net.FrameAttentionNet(emotion_net.EmotionConfig(backbone="resnet18", image_size=64))
     state = {"module." + k: v for k, v in net.state_dict().items()}
     torch.save({"state_dict": state, "epoch": 3}, tmp_path / "emotion_fan_mead8.pth")
-    back = emotion.from_emotion_fan(tmp_path / "emotion_fan_mead8.pth", image_size=64)
+    back = emotion_net.from_emotion_fan(tmp_path / "emotion_fan_mead8.pth", image_size=64)
     assert not back.training
     x = torch.rand(3, 3, 64, 64)
     with torch.no_grad():
         assert torch.allclose(back(x), net.eval()(x))
     with pytest.raises(FileNotFoundError, match="emotion_fan_mead8.pth"):
-        emotion.from_emotion_fan(tmp_path / "absent.pth")
+        emotion_net.from_emotion_fan(tmp_path / "absent.pth")
     bad = {k: v for k, v in state.items() if "pred_fc2" not in k}
     torch.save(bad, tmp_path / "bad.pth")
     with pytest.raises(ValueError, match="pred_fc2"):
-        emotion.from_emotion_fan(tmp_path / "bad.pth")
+        emotion_net.from_emotion_fan(tmp_path / "bad.pth")
 
 
 def test_video_accuracy_and_labels():
     assert emotion.video_accuracy([4, 4, 0], [4, 1, 0]) == pytest.approx(2 / 3)
     with pytest.raises(ValueError):
         emotion.video_accuracy([0], [8])
-    assert emotion.label_index("surprised") == 7
+    assert emotion_net.label_index("surprised") == 7

@@ -10,8 +10,9 @@ import python_speech_features
 import torch
 from torch import nn
 
+from edtalk.experts import syncnet
+from edtalk.experts.syncnet import SyncConfig, SyncNet
 from metrics import sync
-from metrics.sync import SyncConfig, SyncNet
 
 # The layer table of the protocol file: (branch, conv/linear idx, bn idx, kind).
 CONV_IDX, BN_IDX = (0, 4, 8, 11, 14, 18), (1, 5, 9, 12, 15, 19)
@@ -85,8 +86,8 @@ def test_scaled_variant_saves_loads_and_is_labelled(tmp_path):
     cfg = SyncConfig(width=0.125, image_size=64, embed_dim=16)
     net = SyncNet(cfg).eval()
     path = tmp_path / "trained.pt"
-    sync.save_trained(net, path)
-    back = sync.load(path)
+    syncnet.save_trained(net, path)
+    back = syncnet.load(path)
     assert back.config == cfg and not back.training
     assert back.backend.startswith("syncnet:trained-here:w0.125-s64-d16@")
     assert len(back.backend.split("@")[1]) == 8
@@ -172,9 +173,9 @@ def test_real_architecture_windows_match_a_manual_forward():
 def test_prepare_frames_is_bgr_and_resized():
     f = np.zeros((1, 4, 4, 3), np.uint8)
     f[..., 0], f[..., 1], f[..., 2] = 10, 20, 30
-    out = sync.prepare_frames(f, 8)
+    out = syncnet.prepare_frames(f, 8)
     assert out.shape == (1, 8, 8, 3) and out[0, 0, 0].tolist() == [30, 20, 10]
-    assert sync.prepare_frames(f, 8, jpeg_quality=90).shape == (1, 8, 8, 3)
+    assert syncnet.prepare_frames(f, 8, jpeg_quality=90).shape == (1, 8, 8, 3)
 
 
 def test_bad_inputs_raise():

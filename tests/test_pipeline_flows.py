@@ -117,3 +117,22 @@ def test_dask_task_runner_gives_the_same_outputs_as_threads(tmp_path, prefect_ha
             b.drop(columns=["video_path"], errors="ignore")), table
     assert np.array_equal(np.load(threads / "features/pixels.npy"), np.load(dask / "features/pixels.npy"))
     assert os.path.getsize(threads / "ingest/groundtruth.parquet") > 0
+
+
+def test_flow_command_line_takes_every_path_argument_with_the_flow_defaults(tmp_path, monkeypatch,
+                                                                            prefect_harness):
+    import yaml
+    from prefect import flow
+
+    from pipeline.common import main_with_params
+
+    seen = {}
+
+    @flow(name="paths-probe")
+    def probe(params: dict, features_dir: str = "data/features", out: str = "reports/x.md") -> None:
+        seen.update(seed=params["base"]["seed"], features_dir=features_dir, out=out)
+
+    (tmp_path / "p.yaml").write_text(yaml.safe_dump({"base": {"seed": 3}}))
+    monkeypatch.setattr("sys.argv", ["probe", "--params", str(tmp_path / "p.yaml"), "--features-dir", "f"])
+    main_with_params(probe, "Probe.")
+    assert seen == {"seed": 3, "features_dir": "f", "out": "reports/x.md"}

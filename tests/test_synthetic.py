@@ -12,11 +12,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from edtalk.data import media
-from edtalk.data.schema import EMOTIONS, FPS, GROUNDTRUTH, SAMPLE_RATE
+from edtalk.data.schema import EMOTIONS, FPS, GROUNDTRUTH, SAMPLE_RATE, SAMPLES_PER_FRAME
 from edtalk.data.synthetic import (MouthTrack, PoseTrack, SyntheticSource, geometry, prosody_for,
                                    render_clip, render_frame, sample_identity, sample_pose_track,
                                    speak, synthesize)
-from edtalk.data.synthetic.corpus import SAMPLES_PER_FRAME
 from edtalk.data.synthetic.transcripts import _TEMPLATES, emotion_words
 
 MOUTH_INTERIOR = np.array([45, 15, 20])
@@ -102,7 +101,7 @@ def test_rendered_mouth_opening_follows_landmarks() -> None:
     clip = render_clip(ident, PoseTrack.still(11), mouth, "neutral", 1, 256)
     lm = np.stack(clip.groundtruth["landmarks"].to_numpy()).reshape(11, 68, 2)
     height = lm[:, 66, 1] - lm[:, 62, 1]           # inner-lip gap from the landmarks
-    area = np.array([_mouth_interior_pixels(f, l) for f, l in zip(clip.frames, lm)])
+    area = np.array([_mouth_interior_pixels(f, pts) for f, pts in zip(clip.frames, lm)])
     assert np.all(np.diff(height) > 0) and height[0] < 0.5
     assert np.corrcoef(height, area)[0, 1] > 0.95
     assert area[-1] > 20 * max(area[0], 1)

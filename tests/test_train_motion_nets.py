@@ -24,11 +24,11 @@ def test_face_net_learns_the_corpus_landmarks_and_names_its_substitutes(tmp_path
 
 
 def test_psi_is_the_emotion_evaluator_when_its_checkpoint_exists(tmp_path):
-    from metrics import emotion
+    from edtalk.experts import emotion_net
 
     torch.manual_seed(0)
-    evaluator = emotion.FrameAttentionNet(emotion.EmotionConfig(width=4, image_size=32))
-    emotion.save_trained(evaluator, tmp_path / "emotion.pt")
+    evaluator = emotion_net.FrameAttentionNet(emotion_net.EmotionConfig(width=4, image_size=32))
+    emotion_net.save_trained(evaluator, tmp_path / "emotion.pt")
     table = FrameTable.load(make_features(tmp_path / "f"))
     face, _ = train_face_net(table, seed=0, steps=0)
     nets, names = motion_networks(face, str(tmp_path / "emotion.pt"))

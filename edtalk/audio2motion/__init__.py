@@ -7,7 +7,7 @@ loading) import their dependencies lazily.
 from .audio_encoder import AudioEncoder, frame_windows
 from .config import (A2MConfig, AudioEncoderConfig, ExpressionConfig, MouthConfig,
                      PoseFlowConfig, SemanticEncoderConfig, a2m_config)
-from .mouth import AudioToMouth, mouth_feature_loss, mouth_losses, sync_loss
+from .mouth import AudioToMouth, mouth_feature_loss, sync_loss
 from .official_audio2lip import OfficialAudio2Lip, load_official, official_windows, smooth_weights
 from .pose_flow import (PoseFlow, gaussian_nll, jitter, mle_loss, pose_losses, pose_rec_loss,
                         temporal_loss)
@@ -22,6 +22,6 @@ __all__ = [
     "PoseFlowConfig", "SemanticEncoder", "SemanticEncoderConfig", "SemanticExpression",
     "TextEncoder", "a2m_config", "expression_loss", "frame_windows", "from_pretrained_hubert",
     "gaussian_nll", "jitter", "load_official", "modality_branch", "mle_loss", "mouth_feature_loss",
-    "mouth_losses", "official_windows", "pose_losses", "pose_rec_loss", "sample_branches",
+    "official_windows", "pose_losses", "pose_rec_loss", "sample_branches",
     "smooth_weights", "sync_loss", "temporal_loss",
 ]

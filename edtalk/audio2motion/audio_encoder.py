@@ -8,6 +8,8 @@ features stored in FRAMES (``mfcc``: 4x13, ``mel``: 4x80), repeating the edge fr
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import torch
 from torch import nn
@@ -15,6 +17,14 @@ from torch import nn
 from .config import AudioEncoderConfig
 
 STEPS_PER_FRAME = 4
+FEATURE_DIMS = {"mfcc": 13, "mel": 80}      # coefficients per 10 ms step
+
+
+def feature_encoder_config(base: AudioEncoderConfig, feature: str) -> AudioEncoderConfig:
+    """E_a's config for the chosen per-step feature (13 MFCC or 80 mel coefficients)."""
+    if feature not in FEATURE_DIMS:
+        raise ValueError(f"feature must be 'mfcc' or 'mel', got {feature!r}")
+    return replace(base, feature_dim=FEATURE_DIMS[feature])
 
 
 def frame_windows(per_frame: np.ndarray | torch.Tensor, context_frames: int = 2) -> torch.Tensor:

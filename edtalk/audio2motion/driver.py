@@ -22,14 +22,15 @@ import numpy as np
 import torch
 
 from edtalk.data.schema import EMOTIONS, SAMPLE_RATE
+from edtalk.weights import MissingModel
 
 from .audio_encoder import frame_windows
+from .audio_pose import AudioPose
 from .config import AudioEncoderConfig, PoseFlowConfig
+from .model_files import expression_config_from_dict, load_model_file, mouth_config_from_dict
 from .mouth import AudioToMouth
 from .semantic_expression import SemanticExpression
 from .text_encoder import TextEncoder
-from .train import (AudioPose, expression_config_from_dict, load_model_file,
-                    mouth_config_from_dict)
 
 FILES = {"mouth": "mouth.pt", "pose": "pose.pt", "expression": "expression.pt"}
 
@@ -122,3 +123,18 @@ class AudioDriver:
             exp = self.expression(wave, text)[0]
         return {"mouth": mouth.float().numpy(), "pose": pose.float().numpy(),
                 "exp": np.repeat(exp.float().numpy()[None], n_frames, axis=0)}
+
+
+def load_audio_driver(models_dir: str | Path) -> AudioDriver:
+    """The audio models (EDTalk-A) from the folder the audio2motion stages write;
+    ``MissingModel`` naming those stages when they are absent."""
+    models_dir = Path(models_dir)
+    if not models_dir.is_dir():
+        raise MissingModel(
+            f"audio models {models_dir}/ not found: they are written by the audio2motion DVC stages "
+            "(train_audio2mouth, train_audio2pose, train_audio2exp; run `dvc repro`), "
+            "or pass --audio-models")
+    try:
+        return AudioDriver.load(models_dir)
+    except FileNotFoundError as exc:
+        raise MissingModel(str(exc)) from exc

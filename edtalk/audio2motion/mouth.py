@@ -1,13 +1,12 @@
 """Audio-driven lip generation (§3.3): E_a + linear MLP^m_A -> W^m, and Eq. 11-12 losses.
 
-L^m_rec needs the frozen generator and is computed by the training flow; the two losses
+L^m_rec needs the frozen generator and is computed by ``train_mouth``; the two losses
 here need only weights or SyncNet embeddings and are pure functions.
 """
 
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from .audio_encoder import AudioEncoder
@@ -51,17 +50,3 @@ def sync_loss(v: torch.Tensor, s: torch.Tensor, eps: float = 1e-8) -> torch.Tens
     denom = torch.clamp(v.norm(dim=1) * s.norm(dim=1), min=eps)
     cos = (v * s).sum(dim=1) / denom
     return -torch.log(cos.clamp(min=eps, max=1.0)).mean()
-
-
-def mouth_losses(w_true: torch.Tensor, w_pred: torch.Tensor, v: torch.Tensor | None = None,
-                 s: torch.Tensor | None = None, eps: float = 1e-8) -> dict[str, torch.Tensor]:
-    """The generator-free losses of Eq. 11-12 as a dict (``sync`` only when v, s given)."""
-    out = {"fea": mouth_feature_loss(w_true, w_pred)}
-    if v is not None and s is not None:
-        out["sync"] = sync_loss(v, s, eps)
-    return out
-
-
-def temporal_difference_loss(w_true: torch.Tensor, w_pred: torch.Tensor) -> torch.Tensor:
-    """MSE of frame-to-frame differences over (B, T, n) sequences (the release adds 0.1 x this)."""
-    return F.mse_loss(w_pred.diff(dim=1), w_true.diff(dim=1))

@@ -34,9 +34,7 @@ import pandas as pd
 from edtalk.data import media
 from edtalk.data.detect import Detector, Face
 from edtalk.data.quarantine import ClipRejected, Reason
-from edtalk.data.schema import BOXES, FPS, SAMPLE_RATE
-
-SAMPLES_PER_FRAME = SAMPLE_RATE // FPS  # 640: 16 kHz audio per 25 fps video frame
+from edtalk.data.schema import BOXES, FPS
 
 
 # --- geometry ------------------------------------------------------------------------
@@ -252,13 +250,6 @@ def _track(detector: Detector, frames: np.ndarray, source_frames: np.ndarray,
     return boxes, share
 
 
-def _fit_audio(audio: np.ndarray, n_frames: int) -> np.ndarray:
-    """Trim or zero-pad to exactly ``n_frames`` x 640 samples (4 MFCC steps per frame)."""
-    target = n_frames * SAMPLES_PER_FRAME
-    audio = np.asarray(audio, dtype=np.float32).reshape(-1)[:target]
-    return np.pad(audio, (0, target - len(audio)))
-
-
 def crop_clip(
     video_path: str | Path,
     audio_path: str | Path | None,
@@ -303,7 +294,7 @@ def crop_clip(
         if require_audio or exc.reason != Reason.NO_AUDIO:
             raise
         audio, has_audio = np.zeros(0, np.float32), False
-    audio = _fit_audio(audio, len(crops))
+    audio = media.fit_audio(audio, len(crops))
 
     media.write_video(out_video, crops, fps=FPS, audio=audio if has_audio else None)
     media.write_wav(out_wav, audio)

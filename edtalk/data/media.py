@@ -16,7 +16,7 @@ import numpy as np
 
 from edtalk.data import atomic
 from edtalk.data.quarantine import ClipRejected, Reason
-from edtalk.data.schema import FPS, SAMPLE_RATE
+from edtalk.data.schema import FPS, SAMPLE_RATE, SAMPLES_PER_FRAME
 
 
 @dataclass(frozen=True)
@@ -168,6 +168,13 @@ def to_int16(audio: np.ndarray) -> np.ndarray:
     if audio.dtype == np.int16:
         return audio.reshape(-1)
     return np.round(np.clip(audio, -1.0, 1.0) * 32767.0).astype(np.int16).reshape(-1)
+
+
+def fit_audio(audio: np.ndarray, n_frames: int) -> np.ndarray:
+    """Trim or zero-pad mono audio to exactly ``n_frames`` x 640 samples (4 MFCC steps per frame)."""
+    target = n_frames * SAMPLES_PER_FRAME
+    audio = np.asarray(audio, dtype=np.float32).reshape(-1)[:target]
+    return np.pad(audio, (0, target - len(audio)))
 
 
 def write_wav(path: str | Path, audio: np.ndarray, sample_rate: int = SAMPLE_RATE) -> None:

@@ -4,6 +4,9 @@ A stage writes each clip's outputs atomically, then a small stamp file recording
 fingerprint of everything the result depends on (input checksum, stage parameters,
 code version). A re-run after a crash skips clips whose stamp matches and redoes the
 rest; a parameter change alters the fingerprint, so stale results are never reused.
+
+``fingerprint`` and ``file_sha256`` are the project's one config fingerprint and one file
+hash: training runs key their checkpoints with them too (``edtalk.train.resumable``).
 """
 
 from __future__ import annotations
@@ -29,6 +32,11 @@ def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
         while block := handle.read(chunk):
             digest.update(block)
     return digest.hexdigest()
+
+
+def file_key(path: str | Path) -> str:
+    """A file as a ``fingerprint`` part: the sha256 of its bytes, or "absent"."""
+    return file_sha256(path) if Path(path).is_file() else "absent"
 
 
 class StampDir:

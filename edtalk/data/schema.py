@@ -18,6 +18,7 @@ EMOTIONS: tuple[str, ...] = (
 SPLITS: tuple[str, ...] = ("train", "val", "test")
 FPS = 25
 SAMPLE_RATE = 16_000
+SAMPLES_PER_FRAME = SAMPLE_RATE // FPS  # 640: 16 kHz audio per 25 fps video frame
 N_LANDMARKS = 68
 MOUTH = slice(48, 68)
 """iBUG 68-point order: points 48..67 are the mouth (outer 48..59, inner 60..67)."""

@@ -4,13 +4,15 @@ One config per stage (as Hallo does): the seed, the model profile, the step budg
 the optimiser, where checkpoints go, and the loss weights. A stage differs from another
 only in its name (which picks the trained groups and the losses, see ``stages.py``) and
 in these numbers. ``train.profiles.<profile>.<stage>`` overrides the per-stage values for
-a model profile (e.g. the larger batches of ``paper``).
+a model profile (e.g. the larger batches of ``paper``), applied by ``edtalk.params``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields
 from typing import Any
+
+from edtalk.params import profile_name, section
 
 STAGES = ("autoencoder", "mouth_pose", "expression")
 
@@ -78,9 +80,6 @@ class StageConfig:
         if self.steps < 0 or self.batch < 1 or self.checkpoint_every < 1:
             raise ValueError("steps >= 0, batch >= 1 and checkpoint_every >= 1 are required")
 
-    def with_(self, **changes: Any) -> "StageConfig":
-        return replace(self, **changes)
-
 
 def _typed(cls: type, d: dict[str, Any]) -> Any:
     names = {f.name for f in fields(cls)}
@@ -91,15 +90,13 @@ def _typed(cls: type, d: dict[str, Any]) -> Any:
 
 
 def stage_config(params: dict[str, Any], stage: str, **overrides: Any) -> StageConfig:
-    """The typed config of one stage: shared ``train`` keys, then ``train.<stage>``, then the
-    profile's overrides, then ``overrides`` (for tests)."""
-    train = dict(params.get("train", {}))
-    base = params.get("base", {})
-    prof = base.get("profile", "tiny")
-    shared = {k: v for k, v in train.items() if k not in STAGES and k != "profiles"}
+    """The typed config of one stage: the ``train`` section resolved for ``base.profile``
+    (``edtalk.params.section``), its shared keys, then ``train.<stage>``, then ``overrides``
+    (for tests)."""
+    train = section(params, "train")
+    shared = {k: v for k, v in train.items() if k not in STAGES}
     merged: dict[str, Any] = {}
-    for layer in (shared, train.get(stage, {}), train.get("profiles", {}).get(prof, {}).get(stage, {}),
-                  overrides):
+    for layer in (shared, train.get(stage, {}), overrides):
         for key, value in (layer or {}).items():   # nested sections (weights, perceptual) merge
             if isinstance(value, dict) and isinstance(merged.get(key), dict):
                 merged[key] = {**merged[key], **value}
@@ -114,6 +111,6 @@ def stage_config(params: dict[str, Any], stage: str, **overrides: Any) -> StageC
     for key in ("lr", "d_lr"):
         if key in merged:
             merged[key] = float(merged[key])
-    merged.setdefault("seed", int(base.get("seed", 0)))
-    merged.setdefault("profile", prof)
+    merged.setdefault("seed", int(params.get("base", {}).get("seed", 0)))
+    merged.setdefault("profile", profile_name(params))
     return _typed(StageConfig, {"stage": stage, **merged})

@@ -76,7 +76,13 @@ def to_tensor(frames: np.ndarray) -> torch.Tensor:
 
 
 def step_rng(seed: int, step: int, salt: int = 0) -> np.random.Generator:
+    """The numpy randomness of one training step: a pure function of (seed, step, salt)."""
     return np.random.default_rng([seed, step, salt])
+
+
+def step_generator(seed: int, step: int, salt: int = 0) -> torch.Generator:
+    """A torch generator seeded from ``step_rng`` (for sampling inside a step's forward pass)."""
+    return torch.Generator().manual_seed(int(step_rng(seed, step, salt).integers(2**62)))
 
 
 def pick_clip_frames(table: FrameTable, rng: np.random.Generator, batch: int, per_clip: int

@@ -5,10 +5,10 @@ step on the stage's groups; (2) the discriminator's Eq. 6 on (real, detached fak
 own Adam step. Every ``checkpoint_every`` steps (and at the end) rank 0 writes an atomic
 checkpoint with the model, D, both optimisers, the RNG state and the step.
 
-Resume: a re-run loads the newest checkpoint and continues. Batches are a pure function
-of (seed, step) (``data.py``) and CPU kernels are deterministic for a fixed thread
-count, so a run killed with ``kill -9`` and re-run ends with the same weights, bit for
-bit, as one never interrupted.
+Resume (``resumable.py``, shared with every other trainer): a re-run loads the newest
+checkpoint and continues. Batches are a pure function of (seed, step) (``data.py``) and
+CPU kernels are deterministic for a fixed thread count, so a run killed with ``kill -9``
+and re-run ends with the same weights, bit for bit, as one never interrupted.
 
 Data parallel (``torchrun``, gloo on CPU, NCCL on GPU): every rank draws the combined
 batch and keeps rows ``rank::world``; after backward the gradients of the trained
@@ -25,9 +25,8 @@ from __future__ import annotations
 
 import logging
 import os
-import re
-import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,10 +39,10 @@ from edtalk.model import Discriminator, EDTalk, load_checkpoint, profile, save_c
 from .config import StageConfig
 from .data import FrameTable
 from .losses import Perceptual, adv_discriminator
+from .resumable import Checkpoints, log_step, open_live, world
 from .stages import STAGES, Context, Stage, check_frozen, frozen_snapshot, identity_copy_start
 
 log = logging.getLogger(__name__)
-CKPT = re.compile(r"step-(\d{8})\.pt$")
 
 
 @dataclass
@@ -57,21 +56,6 @@ class TrainResult:
     last: dict[str, float]          # the last step's logged values
     live: Any = None                # the open DVCLive logger (rank 0); the caller ends it
 
-
-
-def log_step(live: Any, step: int, values: dict[str, float], log_every: int, last_step: int) -> None:
-    """Log ``values`` to DVCLive (if any) at every ``log_every``-th step and at the last one."""
-    if live is None or (step % log_every and step != last_step):
-        return
-    live.step = step
-    for key, value in values.items():
-        live.log_metric(key, value)
-    live.next_step()
-
-def world() -> tuple[int, int]:
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
 
 
 def allreduce_mean_(tensors: list[torch.Tensor]) -> None:
@@ -133,29 +117,15 @@ def build(cfg: StageConfig, init: str | Path | None = None) -> tuple[EDTalk, Dis
 
 # --- checkpoints ----------------------------------------------------------------------------
 
-def checkpoints(ckpt_dir: Path) -> list[tuple[int, Path]]:
-    found = [(int(m.group(1)), p) for p in ckpt_dir.glob("step-*.pt") if (m := CKPT.search(p.name))]
-    return sorted(found)
-
-
-def _save(ckpt_dir: Path, step: int, model: EDTalk, disc: Discriminator | None, opt_g: torch.optim.Optimizer,
-          opt_d: torch.optim.Optimizer | None, stage: str, keep: int, fingerprint: str) -> None:
-    save_checkpoint(ckpt_dir / f"step-{step:08d}.pt", model, disc=disc.state_dict() if disc else {},
-                    opt_g=opt_g.state_dict(), opt_d=opt_d.state_dict() if opt_d else {},
-                    step=step, stage=stage, rng=torch.get_rng_state(), fingerprint=fingerprint)
-    for _, old in checkpoints(ckpt_dir)[:-keep]:
-        old.unlink(missing_ok=True)
-
-
-def _truncate_live(live_dir: Path, start: int) -> None:
-    """Drop DVCLive history rows logged after the checkpoint we resume from."""
-    for tsv in (live_dir / "plots" / "metrics").rglob("*.tsv"):
-        lines = tsv.read_text().splitlines()
-        if not lines:
-            continue
-        col = lines[0].split("\t").index("step")
-        kept = [lines[0]] + [ln for ln in lines[1:] if int(ln.split("\t")[col]) <= start]
-        tsv.write_text("\n".join(kept) + "\n")
+def _writer(model: EDTalk, disc: Discriminator | None, opt_g: torch.optim.Optimizer,
+            opt_d: torch.optim.Optimizer | None, step: int, stage: str,
+            fingerprint: str) -> Callable[[Path], None]:
+    """Writes a stage checkpoint: a model file (``save_checkpoint``) carrying the loop's state."""
+    def write(path: Path) -> None:
+        save_checkpoint(path, model, disc=disc.state_dict() if disc else {},
+                        opt_g=opt_g.state_dict(), opt_d=opt_d.state_dict() if opt_d else {},
+                        step=step, stage=stage, rng=torch.get_rng_state(), fingerprint=fingerprint)
+    return write
 
 
 # --- the loop ---------------------------------------------------------------------------
@@ -174,8 +144,7 @@ def train(cfg: StageConfig, table: FrameTable, out_dir: str | Path, model: EDTal
     rank, size = world()
     if cfg.batch % size:
         raise ValueError(f"batch {cfg.batch} is not divisible by {size} ranks")
-    ckpt_dir = Path(out_dir) / "checkpoints"
-    ckpt_dir.mkdir(parents=True, exist_ok=True)
+    ckpts = Checkpoints(Path(out_dir) / "checkpoints", fingerprint, cfg.keep_checkpoints, max_step=cfg.steps)
     dev = resolve_device(cfg.device)
     torch.manual_seed(cfg.seed + 2)
     model.to(dev)
@@ -192,18 +161,9 @@ def train(cfg: StageConfig, table: FrameTable, out_dir: str | Path, model: EDTal
     opt_d = (torch.optim.Adam(disc.parameters(), lr=cfg.d_lr, betas=cfg.betas)
              if use_d and cfg.train_discriminator else None)
     start = 0
-    found = [(n, p) for n, p in checkpoints(ckpt_dir) if n <= cfg.steps]   # never past the budget
-    if found and torch.load(found[-1][1], map_location="cpu", weights_only=True).get("fingerprint") != fingerprint:
-        if rank == 0:
-            log.warning("%s: checkpoints in %s belong to another configuration; starting afresh",
-                        cfg.stage, ckpt_dir)
-            for _, p in found:
-                p.unlink(missing_ok=True)
-        found = []
-        if size > 1:
-            dist.barrier()
+    found = ckpts.resume()
     if found:
-        start, path = found[-1]
+        start, path, _ = found
         _, extra = load_checkpoint(path, model)
         if disc is not None and extra.get("disc"):
             disc.load_state_dict(extra["disc"])
@@ -215,16 +175,7 @@ def train(cfg: StageConfig, table: FrameTable, out_dir: str | Path, model: EDTal
         log.info("%s: resumed from %s (step %d)", cfg.stage, path, start)
     perceptual = (perceptual or Perceptual(cfg.perceptual, seed=cfg.seed)).to(dev)
     ctx = Context(model, disc, perceptual, cfg, motion_nets or [])
-    live = None
-    if rank == 0 and live_dir is not None:
-        from dvclive import Live  # logging backend; the library runs without a DVC repo
-
-        if start:
-            _truncate_live(Path(live_dir), start)
-        else:                                      # a fresh run: no history of an older one
-            for old in (Path(live_dir) / "plots", Path(live_dir) / "metrics.json"):
-                shutil.rmtree(old, ignore_errors=True) if old.is_dir() else old.unlink(missing_ok=True)
-        live = Live(str(live_dir), resume=bool(start), save_dvc_exp=False, dvcyaml=False)
+    live = open_live(live_dir, start) if rank == 0 else None
     last: dict[str, float] = {}
     end = cfg.steps if stop_after is None else min(cfg.steps, start + stop_after)
     t0 = time.perf_counter()
@@ -255,8 +206,7 @@ def train(cfg: StageConfig, table: FrameTable, out_dir: str | Path, model: EDTal
         done = step + 1
         log_step(live, done, last, cfg.log_every, cfg.steps)
         if rank == 0 and (done % cfg.checkpoint_every == 0 or done == cfg.steps):
-            _save(ckpt_dir, done, model, disc, opt_g, opt_d, cfg.stage, cfg.keep_checkpoints,
-                  fingerprint)
+            ckpts.save(done, _writer(model, disc, opt_g, opt_d, done, cfg.stage, fingerprint))
         if size > 1 and done % cfg.checkpoint_every == 0:
             dist.barrier()
     seconds = time.perf_counter() - t0

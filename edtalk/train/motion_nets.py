@@ -7,7 +7,7 @@ offline. Substitutes, each logged by name:
   68 landmarks (train split); phi(I) is its predicted landmarks divided by the image
   size -- the geometric content EMOCA's shape/expression/jaw codes carry.
 * psi = ``emotion:<evaluator label>`` when the in-pipeline emotion evaluator's checkpoint
-  (``metrics/emotion.py``, stage ``train_emotion``) exists: its per-frame features;
+  (``edtalk.experts.emotion_net``, stage ``train_emotion``) exists: its per-frame features;
   otherwise ``emotion:corpus-head``, the emotion-classification head trained jointly
   with the landmark regressor (penultimate features of that head).
 
@@ -34,6 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from edtalk.data.atomic import atomic_path
+from edtalk.experts import emotion_net
 
 from .data import FrameTable, step_rng
 
@@ -108,17 +109,11 @@ def emotion_evaluator(path: str | os.PathLike | None, device: torch.device | str
     """psi from the in-pipeline emotion evaluator, or None when its checkpoint is absent."""
     if not path or not Path(path).is_file():
         return None
-    from metrics import emotion  # the evaluator lives with the metrics; imported only when present
-
-    net, label = emotion.load(path)
+    net, label = emotion_net.load(path)
     net.requires_grad_(False).eval().to(device)
-    size = net.config.image_size
 
     def psi(img: torch.Tensor) -> torch.Tensor:
-        x = (img + 1) / 2                                   # the evaluator reads [0, 1]
-        if x.shape[-1] != size:
-            x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
-        return net.frame_features(x)
+        return emotion_net.embed_images(net, img)
     return psi, label if label.startswith("emotion") else f"emotion:{label}"
 
 

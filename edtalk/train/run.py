@@ -11,12 +11,9 @@ stage, ``face_net.pt`` (the phi/psi substitute). DVCLive writes ``dvclive/<stage
 from __future__ import annotations
 
 import argparse
-import hashlib
-import json
 import logging
 import os
 from pathlib import Path
-from dataclasses import asdict
 from typing import Any
 
 import numpy as np
@@ -24,13 +21,16 @@ import pandas as pd
 import torch
 import torch.distributed as dist
 
+from edtalk.data.resume import file_key, fingerprint
 from edtalk.model import EDTalk, load_checkpoint, save_checkpoint
+from edtalk.params import load_params
 
 from .config import StageConfig, stage_config
 from .data import FrameTable, step_rng
-from .loop import build, resolve_device, train, world
+from .loop import build, resolve_device, train
 from .losses import Perceptual
 from .motion_nets import landmark_error_px, load_or_train_face_net, motion_networks, spread_normalised
+from .resumable import run_config, world
 from .stages import STAGES, describe, neutral_start, restart_navigation
 
 log = logging.getLogger(__name__)
@@ -81,18 +81,6 @@ def check_pretrained_identities(extra: dict[str, Any], train: FrameTable, featur
                          "is in this train split); set train.autoencoder.pretrained to null")
 
 
-def fingerprint(cfg: StageConfig, init: Path | None, extra: str = "") -> str:
-    """What a checkpoint's validity depends on: the config (except step budget and
-    bookkeeping) and the bytes of the initial weights."""
-    keys = {k: v for k, v in asdict(cfg).items()
-            if k not in ("steps", "checkpoint_every", "keep_checkpoints", "log_every", "val_frames")}
-    h = hashlib.sha256(json.dumps(keys, sort_keys=True, default=str).encode())
-    if init is not None and init.is_file():
-        h.update(hashlib.sha256(init.read_bytes()).digest())
-    h.update(extra.encode())
-    return h.hexdigest()[:16]
-
-
 def run_stage(cfg: StageConfig, features_dir: str | Path = "data/features", models_dir: str | Path = "models",
               live_root: str | Path | None = "dvclive", stop_after: int | None = None) -> dict[str, Any]:
     """Train (or resume) one stage and write its final model; returns a summary."""
@@ -103,6 +91,14 @@ def run_stage(cfg: StageConfig, features_dir: str | Path = "data/features", mode
         return _run_stage(cfg, features_dir, models_dir, live_root, stop_after)
     finally:
         torch.set_num_threads(threads)
+
+
+def _check_frame_size(model: EDTalk, table: FrameTable) -> None:
+    """The features must be crops at the model's size (``crop.size`` follows ``base.profile``)."""
+    size = table.pixels.frame_shape[0]
+    if size != model.cfg.size:
+        raise ValueError(f"the features are {size} px crops but the model is {model.cfg.size} px: "
+                         "run crop and features with the model's profile (params.yaml crop.size)")
 
 
 def _run_stage(cfg: StageConfig, features_dir: str | Path, models_dir: str | Path,
@@ -119,6 +115,7 @@ def _run_stage(cfg: StageConfig, features_dir: str | Path, models_dir: str | Pat
             raise FileNotFoundError(f"train.autoencoder.pretrained: {cfg.pretrained} does not exist "
                                     "(set it to null to train the autoencoder here)")
         model, extra = load_checkpoint(cfg.pretrained)      # official EDTalk.pt or one of ours
+        _check_frame_size(model, table)
         check_pretrained_identities(extra, table, features_dir, cfg.pretrained)
         (out_dir / "checkpoints").mkdir(parents=True, exist_ok=True)   # the stage's declared output
         if rank == 0:
@@ -135,6 +132,7 @@ def _run_stage(cfg: StageConfig, features_dir: str | Path, models_dir: str | Pat
         return {**summary, "loaded": str(cfg.pretrained)}
     init = Path(models_dir) / DIRS[PREVIOUS[cfg.stage]] / "model.pt" if cfg.stage in PREVIOUS else None
     model, disc = build(cfg, init)
+    _check_frame_size(model, table)
     if cfg.stage == "expression" and cfg.neutral_start:
         neutral_start(model)            # a resumed run's checkpoint overwrites this
     if cfg.stage == "mouth_pose" and cfg.restart_navigation:
@@ -150,7 +148,10 @@ def _run_stage(cfg: StageConfig, features_dir: str | Path, models_dir: str | Pat
         summary["mot_spreads"] = [round(v, 6) for v in spreads]
     summary.update(describe(STAGES[cfg.stage], model), perceptual=perceptual.name, mot_networks=names)
     log.info("%s: Phi = %s; L_mot networks = %s", cfg.stage, perceptual.name, names or "none")
-    key = fingerprint(cfg, init, ",".join(names))
+    # what the checkpoints' validity depends on: the config (not the step budget or the
+    # bookkeeping), the initial weights' bytes and the L_mot networks used
+    key = fingerprint(run_config(cfg, drop=("val_frames",)), file_key(init) if init else None,
+                      ",".join(names))
     result = train(cfg, table, out_dir, model, disc, live_dir, nets, stop_after, perceptual, key)
     summary.update(step=result.step, resumed_from=result.resumed_from, seconds=round(result.seconds, 2),
                    samples_per_s=round(result.samples_per_s, 3), **result.last)
@@ -179,11 +180,7 @@ def _cli() -> None:
     parser.add_argument("--models", default="models")
     parser.add_argument("--live", default="dvclive")
     args = parser.parse_args()
-    import yaml
-
-    with open(args.params, encoding="utf-8") as handle:
-        params = yaml.safe_load(handle)
-    cfg = stage_config(params, args.stage)
+    cfg = stage_config(load_params(args.params), args.stage)
     if "WORLD_SIZE" in os.environ and int(os.environ["WORLD_SIZE"]) > 1:
         dist.init_process_group("nccl" if resolve_device(cfg.device).type == "cuda" else "gloo")
     try:

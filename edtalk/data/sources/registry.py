@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from edtalk.data.sources.base import Source
+from edtalk.params import section as params_section
 
 SOURCES = ("synthetic", "hdtf", "mead", "folder")
 
@@ -22,7 +23,7 @@ def _required(section: dict[str, Any], key: str, source: str) -> Any:
 
 def make_source(params: dict[str, Any], seed: int) -> Source:
     """The source for ``params['data']['source']`` configured from its params section."""
-    data = params["data"]
+    data = params_section(params, "data")
     kind = data.get("source", "synthetic")
     section = data.get(kind) or {}
     if kind == "synthetic":

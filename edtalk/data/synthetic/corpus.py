@@ -17,7 +17,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from edtalk.data import atomic, media
-from edtalk.data.schema import EMOTIONS, FPS, GROUNDTRUTH, SAMPLE_RATE, conform
+from edtalk.data.schema import EMOTIONS, FPS, GROUNDTRUTH, SAMPLE_RATE, SAMPLES_PER_FRAME, conform
 from edtalk.data.sources.base import ClipSpec, Materialised, safe_clip_id
 from edtalk.data.synthetic.face import geometry, template
 from edtalk.data.synthetic.identity import Identity, sample_identity
@@ -27,7 +27,6 @@ from edtalk.data.synthetic.speech import Phone, Prosody, Speech, prosody_for, sy
 from edtalk.data.synthetic.transcripts import compose
 from edtalk.data.synthetic.visemes import MouthTrack, mouth_track
 
-SAMPLES_PER_FRAME = SAMPLE_RATE // FPS  # 640: audio and video line up exactly
 LEAD_IN, TAIL = 0.2, 0.25                # seconds of silence around the speech
 
 

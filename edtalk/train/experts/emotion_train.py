@@ -1,4 +1,4 @@
-"""Train the 8-class video emotion classifier (:mod:`metrics.emotion`).
+"""Train the 8-class video emotion classifier (:mod:`edtalk.experts.emotion_net`).
 
 Backbone ``"landmarks"`` (the default) in two phases:
 
@@ -22,8 +22,9 @@ Backbone ``"small"`` (the earlier classifier) trains the strided-conv pixel CNN 
 each step draws ``clips_per_batch`` clips and ``frames_per_clip`` frames of each, one trunk
 pass embeds them all (BatchNorm statistics across clips) and the head pools each clip.
 
-Evaluation is :func:`metrics.emotion.predict_video` + :func:`metrics.emotion.video_accuracy`,
-the same calls the suite makes.
+Its held-out accuracy is :func:`edtalk.evaluation.experts.emotion_accuracy`
+(:func:`edtalk.experts.emotion_net.predict_video` + :func:`metrics.emotion.video_accuracy`,
+the same calls the suite makes).
 """
 
 from __future__ import annotations
@@ -34,9 +35,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from edtalk.data.schema import EMOTIONS
-from metrics import emotion as emo
-from metrics.evaluators.corpus import Clip, run_steps, seed_everything, valid_landmark_frames
+from edtalk.experts import emotion_net as emo
+from edtalk.train.experts.corpus import Clip, seed_everything, valid_landmark_frames
+from edtalk.train.experts.loop import Resume, train_steps
 
 
 @dataclass(frozen=True)
@@ -112,19 +113,27 @@ def _evenly(n: int, k: int) -> np.ndarray:
 
 
 def train(clips: list[Clip], config: EmotionTrainConfig = EmotionTrainConfig(),
-          log_every: int = 0) -> EmotionTrainResult:
-    """Train from scratch on labelled ``clips``; the network is returned in eval mode."""
+          resume: Resume | None = None) -> EmotionTrainResult:
+    """Train from scratch on labelled ``clips``, resuming from ``resume``'s checkpoints when
+    given (one sub-folder per phase: ``landmarks``, ``classifier``); the network is
+    returned in eval mode. A call that ``resume.stop_after`` ends early returns the
+    network unfinished."""
     clips = [c for c in clips if c.label >= 0]
     if not clips:
         raise ValueError("no clip with a known emotion label")
     if config.backbone == "landmarks":
-        return _train_landmarks(clips, config, log_every)
+        return _train_landmarks(clips, config, resume)
     if config.backbone == "small":
-        return _train_small(clips, config, log_every)
+        return _train_small(clips, config, resume)
     raise ValueError(f"backbone must be 'landmarks' or 'small', got {config.backbone!r}")
 
 
-def _train_landmarks(clips: list[Clip], config: EmotionTrainConfig, log_every: int) -> EmotionTrainResult:
+def _phase(resume: Resume | None, name: str, done: int = 0) -> Resume | None:
+    return None if resume is None else resume.phase(name, done)
+
+
+def _train_landmarks(clips: list[Clip], config: EmotionTrainConfig, resume: Resume | None
+                     ) -> EmotionTrainResult:
     size = clips[0].frames.shape[1]
     rng = seed_everything(config.seed)
     net = emo.FrameAttentionNet(emo.EmotionConfig("landmarks", size, config.width, config.dropout,
@@ -136,20 +145,20 @@ def _train_landmarks(clips: list[Clip], config: EmotionTrainConfig, log_every: i
     lm_opt = torch.optim.AdamW(net.landmarker.parameters(), lr=config.landmark_lr,
                                weight_decay=config.weight_decay)
 
-    def landmark_loss() -> torch.Tensor:
+    def landmark_loss() -> dict[str, torch.Tensor]:
         idx = rng.choice(len(frames), size=batch, replace=False)
         x, p = _augment_with_points(emo.to_input(frames[idx], size),
                                     torch.from_numpy(points[idx]).float(), rng)
         logits = net.landmarker.heatmaps(x)
-        l1 = (net.landmarker.soft_argmax(logits) - p).abs().mean() * size     # L1 in pixels
-        lm_losses.append(l1.item())
+        terms = {"l1": (net.landmarker.soft_argmax(logits) - p).abs().mean() * size}   # L1 in pixels
         if config.heatmap_weight:
-            return l1 + config.heatmap_weight * _heatmap_cross_entropy(logits, p)
-        return l1
+            terms["heatmap"] = config.heatmap_weight * _heatmap_cross_entropy(logits, p)
+        return terms
 
-    lm_losses: list[float] = []
-    _, lm_seconds = run_steps(net.landmarker, lm_opt, config.landmark_steps, config.landmark_lr,
-                              landmark_loss, "emotion landmarks", log_every)
+    first = train_steps(net.landmarker, lm_opt, config.landmark_steps, config.landmark_lr,
+                        landmark_loss, rng, _phase(resume, "landmarks"))
+    if not first.finished:
+        return EmotionTrainResult(net.eval(), [], first.seconds, asdict(config), first.losses["l1"])
     # Phase 2: the classifier on the points the network predicts for the train clips.
     with torch.no_grad():
         predicted = [net.landmarker(emo.to_input(c.frames[_evenly(len(c.frames), config.head_frames)],
@@ -160,7 +169,7 @@ def _train_landmarks(clips: list[Clip], config: EmotionTrainConfig, log_every: i
     opt = torch.optim.AdamW(head_params, lr=config.lr, weight_decay=config.weight_decay)
     n_clips = min(config.clips_per_batch, len(clips))
 
-    def batch_loss() -> torch.Tensor:
+    def batch_loss() -> dict[str, torch.Tensor]:
         picks = rng.choice(len(clips), size=n_clips, replace=False)
         chunks = []
         for c in picks:
@@ -169,20 +178,22 @@ def _train_landmarks(clips: list[Clip], config: EmotionTrainConfig, log_every: i
                                                  replace=False))])
         feats = net.shape_embedding(torch.cat(chunks)).split([len(x) for x in chunks])
         logits = torch.stack([net.head(f) for f in feats])
-        return F.cross_entropy(logits, torch.tensor([clips[int(c)].label for c in picks]))
+        return {"loss": F.cross_entropy(logits, torch.tensor([clips[int(c)].label for c in picks]))}
 
-    losses, seconds = run_steps(net, opt, config.steps, config.lr, batch_loss, "emotion", log_every)
+    second = train_steps(net, opt, config.steps, config.lr, batch_loss, rng,
+                         _phase(resume, "classifier", first.ran))
     net.landmarker.requires_grad_(True)
-    return EmotionTrainResult(net.eval(), losses, lm_seconds + seconds, asdict(config), lm_losses)
+    return EmotionTrainResult(net.eval(), second.losses.get("loss", []), first.seconds + second.seconds,
+                              asdict(config), first.losses["l1"])
 
 
-def _train_small(clips: list[Clip], config: EmotionTrainConfig, log_every: int) -> EmotionTrainResult:
+def _train_small(clips: list[Clip], config: EmotionTrainConfig, resume: Resume | None) -> EmotionTrainResult:
     size = clips[0].frames.shape[1]
     rng = seed_everything(config.seed)
     net = emo.FrameAttentionNet(emo.EmotionConfig("small", size, config.width, config.dropout))
     opt = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
 
-    def batch_loss() -> torch.Tensor:
+    def batch_loss() -> dict[str, torch.Tensor]:
         picks = rng.choice(len(clips), size=min(config.clips_per_batch, len(clips)), replace=False)
         chunks, labels = [], []
         for c in picks:
@@ -195,23 +206,10 @@ def _train_small(clips: list[Clip], config: EmotionTrainConfig, log_every: int) 
         # (per-clip batches would subtract each clip's mean, i.e. its constant emotion).
         feats = net.frame_features(torch.cat(chunks)).split([len(x) for x in chunks])
         logits = [net.head(f) for f in feats]
-        return F.cross_entropy(torch.stack(logits), torch.tensor(labels))
+        return {"loss": F.cross_entropy(torch.stack(logits), torch.tensor(labels))}
 
-    losses, seconds = run_steps(net, opt, config.steps, config.lr, batch_loss, "emotion", log_every)
-    return EmotionTrainResult(net, losses, seconds, asdict(config))
-
-
-def evaluate(net: emo.FrameAttentionNet, clips: list[Clip], max_frames: int | None = 64) -> dict:
-    """Video-level accuracy on labelled ``clips``, chance level and the confusion pairs."""
-    clips = [c for c in clips if c.label >= 0]
-    if not clips:
-        raise ValueError("no clip with a known emotion label")
-    pred = [emo.predict_video(c.frames, net, max_frames) for c in clips]
-    labels = [c.label for c in clips]
-    return {"accuracy": emo.video_accuracy(pred, labels), "chance": 1.0 / len(EMOTIONS),
-            "clips": len(clips),
-            "predictions": [{"clip_id": c.clip_id, "label": EMOTIONS[y], "pred": EMOTIONS[p]}
-                            for c, y, p in zip(clips, labels, pred)]}
+    run = train_steps(net, opt, config.steps, config.lr, batch_loss, rng, _phase(resume, "classifier"))
+    return EmotionTrainResult(net, run.losses["loss"], run.seconds, asdict(config))
 
 
 @torch.inference_mode()

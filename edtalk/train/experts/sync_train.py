@@ -9,9 +9,10 @@ linear layer, so here ``p = (1 + cos) / 2``. The reference scorer ranks windows 
 Euclidean distance, not cosine, so a small penalty keeps both embeddings near unit
 norm; then ``||v - a||^2 = 2 - 2 cos`` and the two orders agree.
 
-Inputs are exactly what :func:`metrics.sync.score` feeds the network: BGR 0-255 frames
-at the network's size and raw python_speech_features MFCC (the features stage's
-``mfcc`` column holds the same numbers).
+Inputs follow the one SyncNet convention (:mod:`edtalk.experts.syncnet`), the same the
+scorer ``metrics.sync.score`` feeds the network: BGR 0-255 frames at the network's size
+and raw python_speech_features MFCC (the features stage's ``mfcc`` column holds the same
+numbers). The held-out offset check is :func:`edtalk.evaluation.experts.offset_accuracy`.
 """
 
 from __future__ import annotations
@@ -22,11 +23,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from metrics import sync
-from metrics.evaluators.corpus import Clip, run_steps, seed_everything
-
-WINDOW = 5          # frames per window
-STEPS = 4           # MFCC steps per frame
+from edtalk.experts import syncnet as sync
+from edtalk.experts.syncnet import MFCC_PER_FRAME, SYNC_FRAMES, lip_windows, mfcc_batch, prepare_frames
+from edtalk.train.experts.corpus import Clip, seed_everything
+from edtalk.train.experts.loop import Resume, train_steps
 
 
 @dataclass(frozen=True)
@@ -58,19 +58,19 @@ def sample_batch(clips: list[Clip], n: int, negatives: int, max_offset: int,
     lips, auds, ys = [], [], []
     for _ in range(n):
         clip = clips[int(rng.integers(len(clips)))]
-        last = min(len(clip.frames), clip.mfcc.shape[1] // STEPS) - WINDOW
+        last = min(len(clip.frames), clip.mfcc.shape[1] // MFCC_PER_FRAME) - SYNC_FRAMES
         i = int(rng.integers(last + 1))
         choices = np.array([s for s in range(-max_offset, max_offset + 1) if s and 0 <= i + s <= last])
         shifts = [0] + ([int(s) for s in rng.choice(choices, size=negatives)] if len(choices) else [])
-        lips.append(clip.frames[i:i + WINDOW, :, :, ::-1])
-        for s in shifts:
-            auds.append(clip.mfcc[:, STEPS * (i + s):STEPS * (i + s) + 20])
-            ys.append(float(s == 0))
-        auds += [auds[-1]] * (1 + negatives - len(shifts))      # a clip too short for negatives
-        ys += [ys[-1]] * (1 + negatives - len(shifts))
-    lip = torch.from_numpy(np.ascontiguousarray(np.stack(lips))).permute(0, 4, 1, 2, 3).float()
-    aud = torch.from_numpy(np.stack(auds)).unsqueeze(1).float()
-    return lip, aud, torch.tensor(ys)
+        lips.append(lip_windows(prepare_frames(clip.frames[i:i + SYNC_FRAMES], clip.frames.shape[1]), [0]))
+        starts = [i + s for s in shifts]
+        starts += [starts[-1]] * (1 + negatives - len(shifts))      # a clip too short for negatives
+        auds.append(mfcc_batch(clip.mfcc, starts))
+        ys += [float(v == i) for v in starts]
+    # Channels-last: the memory layout the trained evaluators were fitted with (conv3d's
+    # float sums depend on it).
+    lip = torch.cat(lips).contiguous(memory_format=torch.channels_last_3d)
+    return lip, torch.cat(auds), torch.tensor(ys)
 
 
 def expert_loss(v: torch.Tensor, a: torch.Tensor, y: torch.Tensor, norm_weight: float) -> torch.Tensor:
@@ -88,8 +88,9 @@ def expert_loss(v: torch.Tensor, a: torch.Tensor, y: torch.Tensor, norm_weight: 
 
 
 def train(clips: list[Clip], config: SyncTrainConfig = SyncTrainConfig(),
-          log_every: int = 0) -> SyncTrainResult:
-    """Train from scratch on ``clips`` (train split); the network is returned in eval mode."""
+          resume: Resume | None = None) -> SyncTrainResult:
+    """Train from scratch on ``clips`` (train split), resuming from ``resume``'s checkpoints
+    when given; the network is returned in eval mode."""
     if not clips:
         raise ValueError("no training clips")
     size = clips[0].frames.shape[1]
@@ -98,46 +99,10 @@ def train(clips: list[Clip], config: SyncTrainConfig = SyncTrainConfig(),
     net.trained_here = True
     opt = torch.optim.Adam(net.parameters(), lr=config.lr)
 
-    def batch_loss() -> torch.Tensor:
+    def batch_loss() -> dict[str, torch.Tensor]:
         lip, aud, y = sample_batch(clips, config.batch_size, config.negatives,
                                    config.max_offset, rng)
-        return expert_loss(net.forward_lip(lip), net.forward_aud(aud), y, config.norm_weight)
+        return {"loss": expert_loss(net.forward_lip(lip), net.forward_aud(aud), y, config.norm_weight)}
 
-    losses, seconds = run_steps(net, opt, config.steps, config.lr, batch_loss, "syncnet", log_every)
-    return SyncTrainResult(net, losses, seconds, asdict(config))
-
-
-def shift_audio(audio: np.ndarray, frames: int) -> np.ndarray:
-    """Delay the audio by ``frames`` video frames (negative: advance), same length, zero-filled.
-
-    >>> shift_audio(np.arange(1, 1281, dtype=np.int16), 1)[638:642].tolist()
-    [0, 0, 1, 2]
-    """
-    n = frames * sync.SAMPLES_PER_FRAME
-    out = np.zeros_like(audio)
-    if n >= 0:
-        out[n:] = audio[:len(audio) - n]
-    else:
-        out[:n] = audio[-n:]
-    return out
-
-
-def offset_accuracy(net: sync.SyncNet, items: list[tuple[np.ndarray, np.ndarray]],
-                    shifts: tuple[int, ...] = (0, -2, 2, -5, 5)) -> dict:
-    """Recover known delays: for every (frames, int16 audio) and every shift d, score the
-    clip with its audio delayed by d frames; correct when the reference offset is -d
-    (``metrics.sync``: audio lagging by d gives offset -d). Returns overall and per-shift
-    accuracy, the mean LSE-C of aligned clips and every trial."""
-    trials = []
-    for k, (frames, audio) in enumerate(items):
-        for d in shifts:
-            s = sync.score(frames, shift_audio(audio, d), sync.SAMPLE_RATE, net)
-            trials.append({"item": k, "shift": d, "offset": s.offset, "lse_c": s.lse_c,
-                           "lse_d": s.lse_d, "correct": s.offset == -d})
-    if not trials:
-        raise ValueError("no clips to score")
-    per = {str(d): float(np.mean([t["correct"] for t in trials if t["shift"] == d])) for d in shifts}
-    aligned = [t["lse_c"] for t in trials if t["shift"] == 0]
-    return {"offset_accuracy": float(np.mean([t["correct"] for t in trials])),
-            "per_shift": per, "lse_c_aligned": float(np.mean(aligned)) if aligned else None,
-            "clips": len(items), "trials": trials}
+    run = train_steps(net, opt, config.steps, config.lr, batch_loss, rng, resume)
+    return SyncTrainResult(net, run.losses["loss"], run.seconds, asdict(config))

@@ -3,10 +3,11 @@
 dlib's detector finds no face in 64 px crops (let alone generated ones), so M-/F-LMD at
 the corpus' resolution need a landmarker that works there. ``LandmarkNet`` regresses
 the 68 iBUG points (coordinates as fractions of the frame side) from one RGB crop; it is
-trained in-pipeline (``metrics.evaluators.landmark_train``). ``NetLandmarker`` wraps a
+trained in-pipeline (``edtalk.train.experts.landmark_train``). ``NetLandmarker`` wraps a
 trained net as the callable ``metrics.suite`` expects, frames -> (T x 68 x 2 pixels,
 T-bool valid mask), labelled ``landmarks:trained-here@<sha256[:8]>``. A regressor always
 answers, so every frame is marked valid. dlib stays the backend for real data at 256 px.
+``LandmarkNet.forward`` ([0, 1] images -> points) is the differentiable entry point.
 """
 
 from __future__ import annotations
@@ -96,11 +97,12 @@ class NetLandmarker:
 
 def load(path: str | os.PathLike, device: str | torch.device = "cpu") -> NetLandmarker:
     """A landmarker from a :func:`save` file, labelled ``landmarks:trained-here@<sha256[:8]>``."""
-    from edtalk.weights import load_state_dict, sha256_of
+    from edtalk.data.resume import file_sha256
+    from edtalk.weights import load_state_dict
 
     obj = load_state_dict(path)
     if not ("config" in obj and "state_dict" in obj):
-        raise ValueError(f"{path} is not a landmark regressor saved by metrics.landmark_net.save")
+        raise ValueError(f"{path} is not a landmark regressor saved by edtalk.experts.landmark_net.save")
     net = LandmarkNet(LandmarkConfig(**dict(obj["config"])))
     net.load_state_dict(obj["state_dict"])
-    return NetLandmarker(net, f"landmarks:trained-here@{sha256_of(path)[:8]}", device=device)
+    return NetLandmarker(net, f"landmarks:trained-here@{file_sha256(path)[:8]}", device=device)

@@ -1,4 +1,4 @@
-"""Held-out checks of the Audio-to-Motion predictors (issue proof for §3.3).
+"""Held-out checks of the Audio-to-Motion predictors (paper §3.3).
 
 * pose: mean log-likelihood per frame (nats) of held-out W^p under the flow given the
   clip's audio vs under a full-covariance Gaussian fitted to the train W^p (both exact
@@ -28,13 +28,14 @@ from typing import Any
 import numpy as np
 import torch
 
+from edtalk import generate as gen
+from edtalk.audio2motion.audio_encoder import frame_windows
+from edtalk.audio2motion.data import ClipData
+from edtalk.audio2motion.driver import AudioDriver
+from edtalk.audio2motion.latent_process import fit_process, process_log_prob
+from edtalk.audio2motion.mouth import mouth_feature_loss
+from edtalk.audio2motion.pose_flow import PoseFlow, gaussian_nll, jitter
 from edtalk.data.schema import EMOTIONS
-
-from .audio_encoder import frame_windows
-from .driver import AudioDriver
-from .mouth import mouth_feature_loss
-from .pose_flow import PoseFlow, fit_process, gaussian_nll, jitter, process_log_prob
-from .train import ClipData
 
 
 def nearest_emotion(w: torch.Tensor, means: torch.Tensor) -> torch.Tensor:
@@ -137,8 +138,6 @@ def evaluate_expression_rendered(model: Any, driver: AudioDriver, test: Sequence
     W^e (what a perfect predictor scores through this generator) and the identity frame's
     own W^e (no expression prediction: what the mouth and pose weights alone carry).
     """
-    from edtalk import generate as gen
-
     modes: dict[str, tuple[bool, bool] | str] = {"audio+text": (True, True), "audio": (True, False),
                                                  "text": (False, True), "gt_weights": "gt",
                                                  "identity_own": "own"}

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from edtalk import weights as registry
-from metrics import emotion as emo
+from edtalk.experts import emotion_net as emo
 from metrics import fid as fidm
 
 

@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import os
 import random
-import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +20,10 @@ import torch
 
 from edtalk.data.pixel_cache import PixelCache
 from edtalk.data.schema import EMOTIONS, N_LANDMARKS
+from edtalk.experts.syncnet import mfcc_from_rows
+
+# The features stage's files the corpus is read from (a training run's fingerprint hashes them).
+CORPUS_FILES = ("frames.parquet", "pixels.npy")
 
 
 @dataclass
@@ -46,20 +49,20 @@ def load_corpus(features_dir: str | os.PathLike, splits: Iterable[str] = ("train
     splits = tuple(splits)
     cols = ["clip_id", "frame", "split", "identity", "emotion", "landmarks",
             "landmarks_valid", "mfcc", "pixel_index"]
-    df = pd.read_parquet(features_dir / "frames.parquet", columns=cols,
+    frames_file, pixels_file = (features_dir / name for name in CORPUS_FILES)
+    df = pd.read_parquet(frames_file, columns=cols,
                          filters=[("split", "in", list(splits))])
     if df.empty:
-        raise ValueError(f"no frames of split(s) {splits} in {features_dir / 'frames.parquet'}")
-    cache = PixelCache(features_dir / "pixels.npy")
+        raise ValueError(f"no frames of split(s) {splits} in {frames_file}")
+    cache = PixelCache(pixels_file)
     clips = []
     for clip_id, part in df.sort_values(["clip_id", "frame"]).groupby("clip_id", sort=True):
         first = part.iloc[0]
-        mfcc = np.stack(part["mfcc"].to_numpy()).astype(np.float32).reshape(len(part), 4, 13)
         clips.append(Clip(
             clip_id=str(clip_id), split=str(first["split"]), identity=str(first["identity"]),
             emotion=str(first["emotion"]),
             frames=cache[part["pixel_index"].to_numpy()],
-            mfcc=np.ascontiguousarray(mfcc.reshape(-1, 13).T),
+            mfcc=mfcc_from_rows(np.stack(part["mfcc"].to_numpy()).astype(np.float32)),
             landmarks=np.stack(part["landmarks"].to_numpy()).astype(np.float32)
             .reshape(len(part), N_LANDMARKS, 2),
             landmarks_valid=part["landmarks_valid"].to_numpy(bool)))
@@ -87,26 +90,3 @@ def audio_paths(crop_dir: str | os.PathLike, features_dir: str | os.PathLike) ->
     """clip id -> its 16 kHz wav (the features stage's clips.parquet, paths under ``crop_dir``)."""
     manifest = pd.read_parquet(Path(features_dir) / "clips.parquet", columns=["clip_id", "audio_path"])
     return {c: Path(crop_dir) / p for c, p in zip(manifest["clip_id"], manifest["audio_path"]) if p}
-
-
-def run_steps(net: torch.nn.Module, opt: torch.optim.Optimizer, steps: int, lr: float,
-              batch_loss: Callable[[], torch.Tensor], name: str, log_every: int = 0
-              ) -> tuple[list[float], float]:
-    """The evaluators' shared loop: ``steps`` Adam(W) steps on ``batch_loss()`` under a
-    one-cycle schedule peaking at ``lr``. Returns the per-step losses and the seconds taken;
-    ``net`` is left in eval mode."""
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, lr, total_steps=steps)
-    losses: list[float] = []
-    t0 = time.perf_counter()
-    net.train()
-    for step in range(steps):
-        loss = batch_loss()
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        sched.step()
-        losses.append(loss.item())
-        if log_every and (step + 1) % log_every == 0:
-            print(f"{name} step {step + 1}/{steps} loss {np.mean(losses[-log_every:]):.4f}")
-    net.eval()
-    return losses, time.perf_counter() - t0

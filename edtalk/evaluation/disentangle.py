@@ -39,6 +39,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from edtalk import generate as gen
 from edtalk.data.pixel_cache import PixelCache
 from edtalk.data.schema import EMOTIONS
 
@@ -180,8 +181,6 @@ def swap_outputs(model: object, corpus: Corpus, pairs: list[tuple[str, str]], ma
     """The model driven by each pair's source clip for one factor at a time (the other two
     keep the identity frame's own): up to ``max_frames`` frames per swap; under "still",
     no source at all (the identity's own weights: what the model makes of the identity)."""
-    from edtalk import generate as gen
-
     out: Outputs = {}
     for id_clip, src_clip in pairs:
         video = corpus.frames(src_clip, len(corpus.rows([src_clip]).iloc[:max_frames]))

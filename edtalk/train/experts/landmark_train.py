@@ -1,4 +1,4 @@
-"""Train the 68-point landmark regressor (:mod:`metrics.landmark_net`) on train-split crops.
+"""Train the 68-point landmark regressor (:mod:`edtalk.experts.landmark_net`) on train-split crops.
 
 Targets are the features stage's landmarks (crop pixels) divided by the crop side;
 frames whose landmarks are not valid are left out. Loss: mean L1 over points and
@@ -13,8 +13,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from metrics.evaluators.corpus import Clip, run_steps, seed_everything, valid_landmark_frames
-from metrics.landmark_net import LandmarkConfig, LandmarkNet, NetLandmarker, to_input
+from edtalk.experts.landmark_net import LandmarkConfig, LandmarkNet, NetLandmarker, to_input
+from edtalk.train.experts.corpus import Clip, seed_everything, valid_landmark_frames
+from edtalk.train.experts.loop import Resume, train_steps
 
 
 @dataclass(frozen=True)
@@ -36,8 +37,9 @@ class LandmarkTrainResult:
 
 
 def train(clips: list[Clip], config: LandmarkTrainConfig = LandmarkTrainConfig(),
-          log_every: int = 0) -> LandmarkTrainResult:
-    """Train from scratch on every valid frame of ``clips``; returned in eval mode."""
+          resume: Resume | None = None) -> LandmarkTrainResult:
+    """Train from scratch on every valid frame of ``clips``, resuming from ``resume``'s
+    checkpoints when given; returned in eval mode."""
     frames, points = valid_landmark_frames(clips)
     size = frames.shape[1]
     rng = seed_everything(config.seed)
@@ -46,13 +48,13 @@ def train(clips: list[Clip], config: LandmarkTrainConfig = LandmarkTrainConfig()
     y_all = torch.from_numpy(points / size).float()
     opt = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
 
-    def batch_loss() -> torch.Tensor:
+    def batch_loss() -> dict[str, torch.Tensor]:
         idx = torch.from_numpy(rng.choice(len(x_all), size=min(config.batch_size, len(x_all)),
                                           replace=False))
-        return F.l1_loss(net(x_all[idx]), y_all[idx])
+        return {"loss": F.l1_loss(net(x_all[idx]), y_all[idx])}
 
-    losses, seconds = run_steps(net, opt, config.steps, config.lr, batch_loss, "landmarks", log_every)
-    return LandmarkTrainResult(net, losses, seconds, asdict(config))
+    run = train_steps(net, opt, config.steps, config.lr, batch_loss, rng, resume)
+    return LandmarkTrainResult(net, run.losses["loss"], run.seconds, asdict(config))
 
 
 def mean_error_px(landmarker: NetLandmarker, clips: list[Clip]) -> dict:

@@ -1,4 +1,4 @@
-"""Does EDTalk-A follow its input audio? (issue proof for §3.3's audio-driven lips)
+"""Does EDTalk-A follow its input audio? (the audio-driven lips of paper §3.3)
 
 For each held-out clip the speech that drives EDTalk-A is delayed by k video frames
 (k = 0: the plain EDTalk-A output) and the generated video is scored by a SyncNet against
@@ -17,9 +17,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from edtalk import generate as gen
+from edtalk.data import media
 from edtalk.data.schema import SAMPLE_RATE
+from edtalk.evaluation.experts import shift_audio
+from edtalk.experts.syncnet import SyncNet
 from metrics import sync
-from metrics.evaluators.sync_train import shift_audio
 
 
 @dataclass(frozen=True)
@@ -30,7 +32,7 @@ class SyncItem:
     transcript: str | None = None
 
 
-def audio_shift_offsets(model, driver: gen.MotionPredictor, items: Sequence[SyncItem], net: sync.SyncNet,
+def audio_shift_offsets(model, driver: gen.MotionPredictor, items: Sequence[SyncItem], net: SyncNet,
                         shifts: Sequence[int] = (0, -3, 3), pose_seed: int = 0, temperature: float = 1.0,
                         batch_size: int = 8, tolerance: int = 1) -> dict:
     """Offsets of EDTalk-A videos driven by delayed speech, scored against the original speech."""
@@ -39,7 +41,7 @@ def audio_shift_offsets(model, driver: gen.MotionPredictor, items: Sequence[Sync
     trials = []
     for item in items:
         n = gen.frames_for_audio(len(item.audio))
-        reference = gen.fit_audio(item.audio, n)
+        reference = media.fit_audio(item.audio, n)
         for k in shifts:
             sources = gen.audio_sources(driver, shift_audio(item.audio, k), n,
                                         transcript=item.transcript, pose_seed=pose_seed,
