@@ -1,15 +1,16 @@
 """How far below ground truth small image defects put the SyncNet confidence (LSE-C).
 
 With the same SyncNet and audio, the ground-truth clips are scored untouched and after
-defects much milder than a 64-px CPU generator's: a Gaussian blur of 1 px, and half the
-motion (every frame blended halfway toward the clip's mean frame); next to them, the
-generated videos of the ``generate`` stage (``<method>/<clip_id>.mp4``).
+defects much milder than a 64-px CPU generator's: a Gaussian blur of 1 px, one more H.264
+pass at CRF 28, and half the motion (every frame blended halfway toward the clip's mean
+frame); next to them, the generated videos of the ``generate`` stage (``<method>/<clip_id>.mp4``).
 :func:`score_clips` gives one row per (video, clip); :func:`summary` the table;
 :func:`render_markdown` the report.
 """
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -26,9 +27,18 @@ DEFECTS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "ground truth, blurred (Gaussian, sigma 1 px)":
         lambda v: np.stack([gaussian_filter(f.astype(np.float32), (1, 1, 0)) for f in v])
         .round().clip(0, 255).astype(np.uint8),
+    "ground truth, re-encoded (H.264, CRF 28)": lambda v: reencode(v, crf=28),
     "ground truth, half the motion (blend with the clip's mean frame)":
         lambda v: (0.5 * v + 0.5 * v.astype(np.float32).mean(0, keepdims=True)).round().astype(np.uint8),
 }
+
+
+def reencode(frames: np.ndarray, crf: int) -> np.ndarray:
+    """The frames after one more lossy H.264 pass (as a re-shared video gets)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "reencoded.mp4"
+        media.write_video(path, frames, crf=crf)
+        return media.read_frames(path)[0][:len(frames)]
 
 
 def generated_methods(generated_dir: str | Path) -> list[str]:
