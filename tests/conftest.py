@@ -29,6 +29,17 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.fixture
+def one_thread() -> Iterator[None]:
+    """One torch thread (bit-reproducible and fast on a shared CPU), restored afterwards."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def prefect_harness() -> Iterator[None]:
     """An in-process temporary Prefect server for flows called from tests."""

@@ -36,6 +36,7 @@ from edtalk.data.pixel_cache import PixelCache
 from edtalk.data.schema import EMOTIONS
 from edtalk.model import EDTalk, profile, save_checkpoint
 from edtalk.train.resumable import checkpoints
+from tests.kill9 import run_and_kill
 
 torch.set_num_threads(1)
 N_CLIPS, N_FRAMES, SIZE = 6, 24, 32
@@ -244,30 +245,14 @@ train_mouth(clips, MouthTrainConfig(loop=loop), a2m_config("tiny").mouth, {out!r
 @pytest.mark.slow
 def test_kill_9_then_rerun_of_an_audio_stage_ends_with_the_uninterrupted_weights(corpus: Path,
                                                                                 tmp_path: Path) -> None:
-    import os
-    import signal
-    import subprocess
-    import sys
-    import time
 
     steps, root = 300, Path(__file__).resolve().parents[1]
     cfg = MouthTrainConfig(loop=_loop(steps, 8, 1))      # as KILL_SCRIPT's
     killed, live = tmp_path / "killed", tmp_path / "live"
     script = KILL_SCRIPT.format(features=str(corpus / "features"), weights=str(corpus / "weights.parquet"),
                                 steps=steps, out=str(killed), live=str(live))
-    proc = subprocess.Popen([sys.executable, "-c", script], cwd=root)
-    ckpts = killed / "checkpoints" / "mouth"
-
-    def newest() -> int:
-        found = checkpoints(ckpts)
-        return found[-1][0] if found else 0
-
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline and newest() < 5:
-        time.sleep(0.02)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    assert 5 <= newest() < steps, "killed too early or finished before the kill"
+    newest = run_and_kill(script, killed / "checkpoints" / "mouth", 5, cwd=root)
+    assert 5 <= newest < steps, "killed too early or finished before the kill"
     clips = _clips(corpus)
     resumed, res = train_mouth(clips, cfg, a2m_config("tiny").mouth, killed, live_dir=live)
     assert res.resumed_from >= 5

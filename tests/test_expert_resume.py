@@ -2,11 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -17,19 +12,14 @@ from edtalk.train.experts import emotion_train, landmark_train, sync_train
 from edtalk.train.experts.loop import Resume, run_fingerprint
 from edtalk.train.resumable import checkpoints
 from tests.test_evaluators import GAPS, _clip_from, _toy_av, _two_bar_clip
+from tests.kill9 import run_and_kill
 
 ROOT = Path(__file__).resolve().parent.parent
 EMOTION = emotion_train.EmotionTrainConfig(width=4, hidden=16, landmark_steps=6, landmark_batch=8,
                                            head_frames=4, steps=5, clips_per_batch=3, frames_per_clip=3)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Bit-reproducible on a shared CPU; restored afterwards."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _face_clips() -> list:
@@ -109,19 +99,9 @@ emotion_train.train(_face_clips(), emotion_train.EmotionTrainConfig(**KILL_CONFI
 @pytest.mark.slow
 def test_kill_9_then_rerun_of_the_emotion_trainer_ends_with_the_uninterrupted_weights(tmp_path):
     ckpt = tmp_path / "killed"
-    proc = subprocess.Popen([sys.executable, "-c", KILL_SCRIPT.format(root=str(ROOT), ckpt=str(ckpt))],
-                            cwd=ROOT)
-
-    def newest() -> int:                               # the classifier phase's newest step
-        found = checkpoints(ckpt / "classifier")
-        return found[-1][0] if found else 0
-
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline and newest() < 5:
-        time.sleep(0.02)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    assert 5 <= newest() < KILL_CONFIG["steps"], "killed too early or finished before the kill"
+    script = KILL_SCRIPT.format(root=str(ROOT), ckpt=str(ckpt))
+    newest = run_and_kill(script, ckpt / "classifier", 5, cwd=ROOT)   # inside the classifier phase
+    assert 5 <= newest < KILL_CONFIG["steps"], "killed too early or finished before the kill"
     cfg = emotion_train.EmotionTrainConfig(**KILL_CONFIG)
     resumed = emotion_train.train(_face_clips(), cfg, Resume(ckpt, "key", checkpoint_every=1))
     whole = emotion_train.train(_face_clips(), cfg)

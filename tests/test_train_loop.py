@@ -2,11 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -18,6 +13,7 @@ from edtalk.train.data import FrameTable
 from edtalk.train.losses import Perceptual
 from edtalk.train.stages import Context
 from tests.test_train_data import make_features
+from tests.kill9 import run_and_kill
 
 ROOT = Path(__file__).resolve().parent.parent
 SMALL = dict(size=16, latent_dim=32, channel_base=8, channel_max=16, eem_hidden=8, n_mouth=4,
@@ -26,13 +22,7 @@ PARAMS = {"base": {"seed": 0, "profile": "tiny"},
           "train": {"perceptual": {"network": "image_gradients", "scales": 2}}}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Bit-reproducible and fast on a shared CPU; restored afterwards."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def small_cfg(stage: str, **kw):
@@ -167,13 +157,7 @@ run_stage(small_cfg("autoencoder", steps=40, checkpoint_every=1), {features!r}, 
 def test_kill_9_then_rerun_ends_with_the_uninterrupted_weights(features, tmp_path):
     killed = tmp_path / "killed"
     script = KILL_SCRIPT.format(root=str(ROOT), features=str(features), models=str(killed))
-    proc = subprocess.Popen([sys.executable, "-c", script], cwd=ROOT)
-    ckpts = killed / "train_autoencoder" / "checkpoints"
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline and not list(ckpts.glob("step-0000000[3-9].pt")):
-        time.sleep(0.05)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
+    run_and_kill(script, killed / "train_autoencoder" / "checkpoints", 3, cwd=ROOT)
     assert not (killed / "train_autoencoder" / "model.pt").exists(), "finished before the kill"
     resumed = run_stage(small_cfg("autoencoder", steps=40, checkpoint_every=1), features, killed, None)
     assert resumed["resumed_from"] >= 3
