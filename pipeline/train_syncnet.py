@@ -64,7 +64,8 @@ def train_syncnet(params: dict[str, Any], features_dir: str = "data/features",
     h = summary["heldout"]
     message = (f"train_syncnet: {h['backend']} trained in {summary['train']['seconds']:.1f} s; "
                f"held-out offset accuracy {h['offset_accuracy']:.3f} over {h['clips']} clips "
-               f"x shifts {ev['sync_shifts']}")
+               f"x shifts {ev['sync_shifts']}; own audio within ±1 frame on {h.get('aligned_within_1')}, "
+               f"told from shifted audio on {h.get('separated')}")
     announce(message)
     return summary
 

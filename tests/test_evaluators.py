@@ -60,6 +60,8 @@ def test_offset_accuracy_recovers_known_delays_with_a_constructed_network():
     items = [_toy_av(s, 50) for s in (1, 2)]
     res = offset_accuracy(_EnergyNet().eval(), items, shifts=(0, -2, 2, -5, 5))
     assert res["offset_accuracy"] == 1.0, [(t["shift"], t["offset"]) for t in res["trials"]]
+    assert res["aligned_within_1"] == 1.0
+    assert res["separated"] == {"-2": 1.0, "2": 1.0, "-5": 1.0, "5": 1.0}
     assert {t["offset"] for t in res["trials"] if t["shift"] == 5} == {-5}
 
 

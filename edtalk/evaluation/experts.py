@@ -38,20 +38,31 @@ def offset_accuracy(net: SyncNet, items: list[tuple[np.ndarray, np.ndarray]],
     """Recover known delays: for every (frames, int16 audio) and every shift d, score the
     clip with its audio delayed by d frames; correct when the reference offset is -d
     (``metrics.sync``: audio lagging by d gives offset -d). Returns overall and per-shift
-    accuracy, the mean LSE-C of aligned clips and every trial."""
+    accuracy, the mean LSE-C of aligned clips, every trial, and with shift 0 among
+    ``shifts``: the share of clips whose own audio is placed within one frame
+    (``aligned_within_1``) and, per other shift, the share of clips whose own audio lies
+    closer at zero offset than the shifted audio does (``separated``: the expert tells
+    in-sync from out-of-sync speech without searching offsets)."""
     trials = []
     for k, (frames, audio) in enumerate(items):
         for d in shifts:
             s = sync.score(frames, shift_audio(audio, d), SAMPLE_RATE, net)
             trials.append({"item": k, "shift": d, "offset": s.offset, "lse_c": s.lse_c,
-                           "lse_d": s.lse_d, "correct": s.offset == -d})
+                           "lse_d": s.lse_d, "correct": s.offset == -d,
+                           "zero_offset_distance": s.mdist[len(s.mdist) // 2]})
     if not trials:
         raise ValueError("no clips to score")
     per = {str(d): float(np.mean([t["correct"] for t in trials if t["shift"] == d])) for d in shifts}
-    aligned = [t["lse_c"] for t in trials if t["shift"] == 0]
-    return {"offset_accuracy": float(np.mean([t["correct"] for t in trials])),
-            "per_shift": per, "lse_c_aligned": float(np.mean(aligned)) if aligned else None,
-            "clips": len(items), "trials": trials}
+    aligned = {t["item"]: t for t in trials if t["shift"] == 0}
+    out = {"offset_accuracy": float(np.mean([t["correct"] for t in trials])),
+           "per_shift": per, "lse_c_aligned": float(np.mean([t["lse_c"] for t in aligned.values()]))
+           if aligned else None, "clips": len(items)}
+    if aligned:
+        out["aligned_within_1"] = float(np.mean([abs(t["offset"]) <= 1 for t in aligned.values()]))
+        out["separated"] = {str(d): float(np.mean([
+            aligned[t["item"]]["zero_offset_distance"] < t["zero_offset_distance"]
+            for t in trials if t["shift"] == d])) for d in shifts if d}
+    return {**out, "trials": trials}
 
 
 def emotion_accuracy(net: emotion_net.FrameAttentionNet, clips: list[Clip],
