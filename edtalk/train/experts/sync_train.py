@@ -59,7 +59,7 @@ def degrade(bgr: np.ndarray, config: SyncTrainConfig, rng: np.random.Generator) 
     with chance ``augment_p``, the same for its frames: a sync expert must read the mouth's
     motion, not the sharpness of its edges, or every slightly soft generator scores as
     out of sync (trained without it, a 1-px blur took 38 % of ground truth's confidence)."""
-    out = bgr
+    out = bgr       # both off: unchanged, and no draw from ``rng``
     if config.blur_sigma > 0 and rng.random() < config.augment_p:
         sigma = rng.uniform(0.3, config.blur_sigma)
         out = np.stack([cv2.GaussianBlur(f, (0, 0), sigma) for f in out])
@@ -122,9 +122,8 @@ def train(clips: list[Clip], config: SyncTrainConfig = SyncTrainConfig(),
     opt = torch.optim.Adam(net.parameters(), lr=config.lr)
 
     def batch_loss() -> dict[str, torch.Tensor]:
-        augment = config.blur_sigma > 0 or config.jpeg_quality > 0
         lip, aud, y = sample_batch(clips, config.batch_size, config.negatives,
-                                   config.max_offset, rng, config if augment else None)
+                                   config.max_offset, rng, config)
         return {"loss": expert_loss(net.forward_lip(lip), net.forward_aud(aud), y, config.norm_weight)}
 
     run = train_steps(net, opt, config.steps, config.lr, batch_loss, rng, resume)
