@@ -28,6 +28,11 @@ HIGHER_IS_BETTER: dict[str, bool] = {
     "pose_err": False,
     "emo_agree": True,
     "id_drift": False,
+    "csim": True,                     # identity cosine similarity to the GT face
+    "lpips": False,                   # learned perceptual distance
+    "cpbd": True,                     # no-reference sharpness (blur lowers it)
+    "head_motion_diversity": True,    # spread of head motion (a still head scores 0)
+    "beat_align": True,               # head-motion beats near audio onsets
 }
 """Declared direction of every metric (base name, without a ``[backend]`` suffix)."""
 

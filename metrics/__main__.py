@@ -1,7 +1,7 @@
 """Command line: ``python -m metrics {evaluate,sync,table,diff}``.
 
-    python -m metrics evaluate --gt DIR --pred DIR --method NAME --out DIR \\
-        [--sync-weights FILE] [--emotion-weights FILE]
+    python -m metrics evaluate --gt DIR --pred DIR_OR_GLOB [--name NAME] [--pred ... --name ...] \\
+        --out DIR [--audio DIR] [--labels CSV] [--crop auto|none] [--sync-weights FILE] ...
     python -m metrics sync VIDEO [--audio WAV] --weights FILE --json
     python -m metrics table RESULT... --format md|csv|tex [--out FILE]
     python -m metrics diff A B
@@ -14,23 +14,13 @@ import json
 import sys
 from pathlib import Path
 
+from metrics.evaluate_cli import EVALUATE_HELP, add_evaluate_args
+
 
 def _evaluate(a: argparse.Namespace) -> int:
-    from metrics.suite import SuiteConfig, evaluate
+    from metrics.evaluate_cli import run
 
-    landmarker = None if a.no_landmarks else "dlib68"
-    if a.landmark_weights and not a.no_landmarks:
-        from edtalk.experts import landmark_net
-        landmarker = landmark_net.load(a.landmark_weights)
-    cfg = SuiteConfig(sync_weights=a.sync_weights, emotion_weights=a.emotion_weights,
-                      landmarker=landmarker, dataset=a.dataset,
-                      device=a.device, weights_cache=a.weights_cache)
-    summary = evaluate(a.gt, a.pred, a.method, a.out, cfg, progress=not a.quiet)
-    print(json.dumps({"method": summary["method"], "metrics": summary["metrics"],
-                      "clips": summary["clips"], "failed": len(summary["failed"])}, indent=2))
-    for note in summary["notes"]:
-        print(f"note: {note}", file=sys.stderr)
-    return 0
+    return run(a)
 
 
 def _sync(a: argparse.Namespace) -> int:
@@ -87,19 +77,9 @@ def _diff(a: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m metrics", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="cmd", required=True)
-    e = sub.add_parser("evaluate", help="score a folder of generated videos against ground truth")
-    e.add_argument("--gt", required=True)
-    e.add_argument("--pred", required=True)
-    e.add_argument("--method", required=True)
-    e.add_argument("--out", required=True)
-    e.add_argument("--sync-weights")
-    e.add_argument("--emotion-weights")
-    e.add_argument("--landmark-weights", help="a trained-here landmark regressor (instead of dlib)")
-    e.add_argument("--weights-cache")
-    e.add_argument("--dataset", default="test")
-    e.add_argument("--device")
-    e.add_argument("--no-landmarks", action="store_true")
-    e.add_argument("--quiet", action="store_true")
+    e = sub.add_parser("evaluate", help="score folders of generated videos against ground truth",
+                       description=EVALUATE_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_evaluate_args(e)
     e.set_defaults(fn=_evaluate)
     s = sub.add_parser("sync", help="LSE-C/LSE-D and offset of one clip")
     s.add_argument("video")

@@ -27,6 +27,15 @@ COLUMNS: tuple[tuple[str, str, bool, tuple[str, ...]], ...] = (
     ("lse_c", "Sync_conf", True, ("lse_c",)),
     ("acc_emo", "Acc_emo", True, ("acc_emo",)),
 )
+EXTRA_COLUMNS: tuple[tuple[str, str, bool, tuple[str, ...]], ...] = (
+    ("lse_d", "Sync_dist", False, ("lse_d",)),
+    ("csim", "CSIM", True, ("csim",)),
+    ("lpips", "LPIPS", False, ("lpips",)),
+    ("cpbd", "CPBD", True, ("cpbd",)),
+    ("head_motion_diversity", "Diversity", True, ("head_motion_diversity",)),
+    ("beat_align", "BeatAlign", True, ("beat_align",)),
+)
+"""Columns ``python -m metrics evaluate`` adds after Table 1's (metrics beyond the paper's)."""
 REFERENCE_ROWS = ("GT", "ground truth", "ground_truth")
 
 
@@ -63,8 +72,8 @@ def _backend(key: str) -> str:
     return key[key.index("[") + 1:-1] if "[" in key else ("pytorch-fid inception" if key == "fid" else "")
 
 
-def build(records: list[dict], reference_rows: tuple[str, ...] = REFERENCE_ROWS
-          ) -> tuple[list[str], list[tuple[str, str, str]], dict[str, list[Cell]], list[str]]:
+def build(records: list[dict], reference_rows: tuple[str, ...] = REFERENCE_ROWS,
+          columns: tuple[tuple[str, str, bool, tuple[str, ...]], ...] = COLUMNS) -> tuple[list[str], list[tuple[str, str, str]], dict[str, list[Cell]], list[str]]:
     """(datasets, columns [(dataset, col id, header)], rows {method: cells}, footnotes)."""
     datasets = sorted({r.get("dataset", "test") for r in records})
     methods = list(dict.fromkeys(r["method"] for r in records))
@@ -74,7 +83,7 @@ def build(records: list[dict], reference_rows: tuple[str, ...] = REFERENCE_ROWS
     rows: dict[str, list[Cell]] = {m: [] for m in methods}
     notes: list[str] = []
     for ds in datasets:
-        for cid, header, higher, bases in COLUMNS:
+        for cid, header, higher, bases in columns:
             cells = [Cell(*_pick(by.get((m, ds), {}), bases)) for m in methods]
             keys = sorted({c.key for c in cells if c.key})
             if not keys:
@@ -113,8 +122,14 @@ def _fmt(c: Cell, digits: int) -> str:
     return "inf" if math.isinf(c.value) else f"{c.value:.{digits}f}"
 
 
-def render(records: list[dict], fmt: str = "md", digits: int = 3) -> str:
+def render(records: list[dict], fmt: str = "md", digits: int = 3,
+           columns: tuple[tuple[str, str, bool, tuple[str, ...]], ...] = COLUMNS,
+           csv_backends: bool = False) -> str:
     """Table 1 as ``md``, ``csv`` or ``tex`` text.
+
+    ``columns``: ``COLUMNS`` (the paper's) or ``COLUMNS + EXTRA_COLUMNS``.
+    ``csv_backends``: end the CSV with ``# Backends: ...`` comment lines (read back with
+    ``pandas.read_csv(..., comment="#")``).
 
     >>> recs = [{"method": "A", "metrics": {"psnr": 30.0, "lse_c[syncnet_v2]": 5.0}},
     ...         {"method": "B", "metrics": {"psnr": 31.0, "lse_c[syncnet_v2]": 4.0}}]
@@ -128,12 +143,14 @@ def render(records: list[dict], fmt: str = "md", digits: int = 3) -> str:
     """
     if fmt not in ("md", "csv", "tex"):
         raise ValueError(f"format must be md, csv or tex, got {fmt!r}")
-    _, cols, rows, notes = build(records)
+    _, cols, rows, notes = build(records, columns=columns)
     headers = ["Method"] + [c[2] for c in cols]
     if fmt == "csv":
         lines = [",".join(_csv(h) for h in headers)]
         lines += [",".join([_csv(m)] + ["" if c.value is None else repr(c.value) for c in cells])
                   for m, cells in rows.items()]
+        if csv_backends:
+            lines += [f"# Backends: {n}" for n in notes]
         return "\n".join(lines) + "\n"
     if fmt == "md":
         lines = ["| " + " | ".join(headers) + " |", "| " + " | ".join("---" for _ in headers) + " |"]

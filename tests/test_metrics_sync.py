@@ -202,3 +202,69 @@ def test_distance_curve_matches_torch_pairwise_distance_with_zero_padding():
     offset, lse_d, lse_c, mdist = sync.summarise(got, vshift=4)
     assert offset == 4 - int(torch.argmin(want.mean(0)))
     assert lse_c == pytest.approx(float(torch.median(want.mean(0)) - want.mean(0).min()), abs=1e-6)
+
+
+def _with_bn_statistics(net: SyncNet, seed: int = 0) -> SyncNet:
+    """Non-trivial BatchNorm affine and running statistics, so that folding them matters."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in net.modules():
+            if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                for t, lo, hi in ((m.weight, 0.5, 1.5), (m.bias, -0.2, 0.2),
+                                  (m.running_mean, -0.5, 0.5), (m.running_var, 0.3, 2.0)):
+                    t.copy_(torch.rand(t.shape, generator=g) * (hi - lo) + lo)
+    return net.eval()
+
+
+def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a - b).abs().max() / b.abs().max())
+
+
+@pytest.mark.parametrize("config,size,n_frames,batch", [
+    (SyncConfig(), 224, 9, 20),                                   # the released architecture
+    (SyncConfig(width=0.125, image_size=64, embed_dim=32), 80, 30, 4),
+])
+def test_fused_towers_match_the_plain_net_and_scores_are_unchanged(config, size, n_frames, batch):
+    torch.manual_seed(0)
+    net = _with_bn_statistics(SyncNet(config))
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    rng = np.random.default_rng(2)
+    frames = rng.integers(0, 256, (n_frames, size, size, 3), dtype=np.uint8)
+    audio = (rng.standard_normal(n_frames * 640) * 3000).astype(np.int16)
+    v0, a0 = sync.embed(frames, audio, 16000, net, batch, fused=False)
+    v1, a1 = sync.embed(frames, audio, 16000, net, batch)
+    assert v1.shape == v0.shape == (n_frames - 5, config.embed_dim) and a1.shape == a0.shape
+    assert _rel(v1, v0) < 1e-4 and _rel(a1, a0) < 1e-4
+    plain, fast = (sync.score(frames, audio, 16000, net, batch, fused=f) for f in (False, True))
+    assert (fast.offset, fast.windows) == (plain.offset, plain.windows)
+    assert fast.lse_d == pytest.approx(plain.lse_d, abs=1e-4)
+    assert fast.lse_c == pytest.approx(plain.lse_c, abs=1e-4)
+    assert np.allclose(fast.mdist, plain.mdist, atol=1e-4)
+    # The caller's net is untouched: same tensors, BatchNorm layers still there, eval mode.
+    after = net.state_dict()
+    assert before.keys() == after.keys() and all(torch.equal(before[k], after[k]) for k in before)
+    assert isinstance(net.netcnnlip[1], nn.BatchNorm3d) and not net.training
+
+
+def test_fused_towers_are_cached_and_follow_new_weights():
+    cfg = SyncConfig(width=0.125, image_size=64, embed_dim=16)
+    torch.manual_seed(0)
+    net = _with_bn_statistics(SyncNet(cfg))
+    fused = sync.fused_towers(net)
+    assert sync.fused_towers(net) is fused                      # built once per net object
+    x = torch.rand(3, 3, 5, 64, 64) * 255
+    with torch.no_grad():
+        assert _rel(fused.forward_lip(x), net.forward_lip(x)) < 1e-4
+        net.load_state_dict(_with_bn_statistics(SyncNet(cfg), seed=5).state_dict())
+        refused = sync.fused_towers(net)                        # weights changed in place: rebuilt
+        assert refused is not fused
+        assert _rel(refused.forward_lip(x), net.forward_lip(x)) < 1e-4
+    with pytest.raises(ValueError, match="eval-mode"):
+        sync.fused_towers(net.train())
+
+
+def test_lip_batch_holds_lip_windows_values_in_channels_last_3d():
+    bgr = np.random.default_rng(0).integers(0, 256, (12, 16, 16, 3), dtype=np.uint8)
+    got = sync.lip_batch(torch.from_numpy(bgr), range(2, 7))
+    assert torch.equal(got, syncnet.lip_windows(bgr, range(2, 7)))
+    assert got.is_contiguous(memory_format=torch.channels_last_3d)
