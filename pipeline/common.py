@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import argparse
 import inspect
+import os
+import urllib.request
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -66,6 +68,19 @@ def log_summary(stage: str, done: int, skipped: int, quarantined: int) -> None:
              f"{quarantined} quarantined")
 
 
+def check_prefect_api(timeout: float = 10.0) -> None:
+    """Fail fast when PREFECT_API_URL names a server that does not answer: a server that
+    accepts connections but never replies would otherwise hang the flow indefinitely."""
+    api = os.environ.get("PREFECT_API_URL")
+    if not api:
+        return                          # Prefect starts a temporary local server itself
+    try:
+        urllib.request.urlopen(f"{api.rstrip('/')}/health", timeout=timeout).close()
+    except (OSError, ValueError) as exc:
+        raise SystemExit(f"Prefect API at {api} did not answer within {timeout:g} s ({exc}); start the "
+                         "server (make ui) or unset PREFECT_API_URL to run with a temporary local one") from exc
+
+
 def main_with_params(stage_flow: Any, description: str | None, task_runner: bool = False) -> None:
     """Command line of a flow: ``--params``, and one option per keyword argument of the flow.
 
@@ -84,6 +99,7 @@ def main_with_params(stage_flow: Any, description: str | None, task_runner: bool
                             default=None if required else arg.default, metavar="PATH",
                             help=None if required else f"default: {arg.default}")
     args = vars(parser.parse_args())
+    check_prefect_api()
     params = load_params(args.pop("params"))
     if task_runner:
         stage_flow = stage_flow.with_options(task_runner=make_task_runner(section(params, "runner")))

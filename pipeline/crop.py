@@ -25,6 +25,7 @@ from edtalk.data.resume import (StampDir, array_digest, code_digest, file_sha256
                                 prune_clip_files)
 from edtalk.data.schema import BOXES, FPS, GROUNDTRUTH, MANIFEST, conform
 from edtalk.params import section
+from pipeline.artifacts import publish_quarantine
 from pipeline.common import fan_out, log_summary, main_with_params
 
 STAGE = "crop"
@@ -102,6 +103,7 @@ def crop(params: dict[str, Any], in_dir: str = "data/ingest", out_dir: str = "da
     _prune(out, set(cropped["clip_id"]), set(manifest["clip_id"]))
     log_summary(STAGE, sum(not r["resumed"] for r in results), sum(r["resumed"] for r in results),
                 len(rejected))
+    publish_quarantine(STAGE, results)
     return cropped
 
 

@@ -18,6 +18,7 @@ from prefect import flow
 
 from edtalk.evaluation import disentangle_report as report
 from edtalk.params import section
+from pipeline.artifacts import publish_summary
 from pipeline.common import announce, main_with_params
 
 
@@ -35,6 +36,7 @@ def disentangle(params: dict[str, Any], checkpoint: str = "models/train_expressi
     result = report.measure(checkpoint, landmarks, emotion, features_dir, groundtruth, setup, render)
     report.write(result, out)
     print(result.text)
+    publish_summary("disentangle", result.text)
     pairs = result.results[["identity_clip", "source_clip"]].drop_duplicates()
     announce(f"disentangle: {len(pairs)} pairs -> {out}.md")
     return {"pairs": len(pairs), "report": f"{out}.md"}

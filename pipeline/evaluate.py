@@ -30,6 +30,7 @@ from edtalk.experts import landmark_net
 from edtalk.params import section
 from metrics import backends
 from metrics.suite import Suite, SuiteConfig
+from pipeline.artifacts import publish_summary
 from pipeline.common import announce, main_with_params
 
 
@@ -83,6 +84,8 @@ def evaluate(params: dict[str, Any], features_dir: str = "data/features", crop_d
     message = (f"evaluate: {len(methods)} methods ({', '.join(methods)}) x {run['clips']} "
                f"{ev['split']} clips in {run['seconds']:.1f} s, peak RSS {run['peak_rss_mib']:.0f} MiB")
     announce(message)
+    publish_summary("evaluate", {**run, "metrics": {s["method"]: s["metrics"] for s in summaries}},
+                    title=message)
     return summaries
 
 

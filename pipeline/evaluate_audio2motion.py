@@ -32,6 +32,7 @@ from edtalk.experts import emotion_net, syncnet
 from edtalk.params import section
 from metrics.backends import choose
 from pipeline.a2m_common import clip_waves
+from pipeline.artifacts import publish_summary
 from pipeline.common import main_with_params
 
 STAGE = "evaluate_audio2motion"
@@ -82,6 +83,7 @@ def evaluate_audio2motion(params: dict[str, Any], features_dir: str = "data/feat
                                                  int(gen_params["pose_seed"]), float(gen_params["temperature"]),
                                                  tolerance=int(ev["sync_tolerance"]))}
     atomic.write_json(Path(report), summary)
+    publish_summary(STAGE, summary)
     get_run_logger().info("%s: %s", STAGE, summary)
     p, e = summary["pose"], summary["expression"]
     print(f"{STAGE}: pose LL {p['loglik_flow']:.3f} vs Gaussian {p['loglik_gaussian']:.3f} nats/frame per frame, "

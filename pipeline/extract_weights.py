@@ -22,6 +22,7 @@ from edtalk.audio2motion import weights_cache
 from edtalk.data.pixel_cache import PixelCache
 from edtalk.model import load_checkpoint
 from edtalk.params import section
+from pipeline.artifacts import publish_summary
 from pipeline.common import announce_summary, main_with_params
 
 
@@ -42,6 +43,7 @@ def extract_weights(params: dict[str, Any], features_dir: str = "data/features",
     summary = {"frames": len(table), "clips": int(table["clip_id"].nunique()),
                "seconds": round(time.perf_counter() - t0, 2), "model": str(model_path)}
     announce_summary("extract_weights", summary)
+    publish_summary("extract_weights", summary)
     return summary
 
 

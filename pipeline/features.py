@@ -24,6 +24,7 @@ from edtalk.data.quarantine import ClipRejected
 from edtalk.data.resume import StampDir, code_digest, fingerprint, prune_clip_files
 from edtalk.data.schema import BOXES, GROUNDTRUTH, MANIFEST, conform
 from edtalk.params import section
+from pipeline.artifacts import publish_quarantine
 from pipeline.common import fan_out, log_summary, main_with_params
 
 STAGE = "features"
@@ -97,6 +98,7 @@ def features(params: dict[str, Any], crop_dir: str = "data/crop", ingest_dir: st
     StampDir(out).prune(set(manifest["clip_id"]))
     log_summary(STAGE, sum(not r["resumed"] for r in results), sum(r["resumed"] for r in results),
                 len(rejected))
+    publish_quarantine(STAGE, results)
     print(f"features: {len(table)} frames of {len(kept)} clips in the pixel cache")
     return table
 

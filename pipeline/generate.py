@@ -34,6 +34,7 @@ from edtalk.audio2motion.driver import load_audio_driver
 from edtalk.data import atomic, media
 from edtalk.evaluation.baselines import identity_source
 from edtalk.params import section
+from pipeline.artifacts import publish_summary
 from pipeline.common import announce, main_with_params
 
 METHODS = ("EDTalk-V", "EDTalk-A")
@@ -104,6 +105,7 @@ def generate(params: dict[str, Any], features_dir: str = "data/features", crop_d
         announce(message)
     with atomic.atomic_path(out / "run.json") as tmp:
         Path(tmp).write_text(json.dumps(run, indent=2))
+    publish_summary("generate", run)
     return run
 
 

@@ -25,6 +25,7 @@ from edtalk.data.sources.base import ClipSpec, Source, validate_clip
 from edtalk.data.sources.registry import make_source
 from edtalk.data.splits import split_identities
 from edtalk.params import section
+from pipeline.artifacts import publish_quarantine
 from pipeline.common import fan_out, log_summary, main_with_params
 
 STAGE = "ingest"
@@ -83,6 +84,7 @@ def ingest(params: dict[str, Any], out_dir: str = "data/ingest") -> pd.DataFrame
     _prune(out, manifest, {s.clip_id for s in specs})
     log_summary(STAGE, sum(not r["resumed"] for r in results), sum(r["resumed"] for r in results),
                 len(rejected))
+    publish_quarantine(STAGE, results)
     return manifest
 
 

@@ -22,6 +22,7 @@ from edtalk.evaluation import sync_sensitivity as sens
 from edtalk.experts import syncnet
 from edtalk.params import section
 from metrics.backends import choose
+from pipeline.artifacts import publish_summary
 from pipeline.common import main_with_params
 
 
@@ -44,6 +45,7 @@ def sync_sensitivity(params: dict[str, Any], features_dir: str = "data/features"
     text = sens.render_markdown(table, net.backend, len(clip_ids), ev["split"], time.perf_counter() - t0)
     atomic.write_text(Path(out), text)
     print(text)
+    publish_summary("sync_sensitivity", text)
     return table
 
 

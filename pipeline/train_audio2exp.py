@@ -27,6 +27,7 @@ from edtalk.data.resume import file_key, fingerprint
 from edtalk.params import profile_name, section
 from edtalk.train.resumable import run_config
 from pipeline.a2m_common import clip_waves, summarize
+from pipeline.artifacts import dvclive_history, publish_loss_curve
 from pipeline.common import main_with_params
 
 STAGE = "train_audio2exp"
@@ -62,7 +63,9 @@ def train_audio2exp(params: dict[str, Any], features_dir: str = "data/features",
     model, result = train_expression(clips, clip_waves(clips), text, cfg, exp_cfg, out_dir, live_dir,
                                      fingerprint=key)
     save_expression(Path(out_dir) / "expression.pt", model, emotion_means(clips), backend)
-    return summarize(STAGE, result, clips=len(clips), text_backend=backend)
+    summary = summarize(STAGE, result, clips=len(clips), text_backend=backend)
+    publish_loss_curve(STAGE, dvclive_history(live_dir), f"step {result.step}")
+    return summary
 
 
 def main() -> None:

@@ -26,6 +26,7 @@ from edtalk.model import load_checkpoint
 from edtalk.params import profile_name, section
 from edtalk.train.resumable import run_config
 from pipeline.a2m_common import summarize
+from pipeline.artifacts import dvclive_history, publish_loss_curve
 from pipeline.common import main_with_params
 
 STAGE = "train_audio2mouth"
@@ -54,7 +55,9 @@ def train_audio2mouth(params: dict[str, Any], features_dir: str = "data/features
                               fingerprint=key)
     save_mouth(Path(out_dir) / "mouth.pt", net, cfg.feature,
                syncnet=getattr(syncnet, "backend", None))
-    return summarize(STAGE, result, clips=len(clips), sync=syncnet is not None)
+    summary = summarize(STAGE, result, clips=len(clips), sync=syncnet is not None)
+    publish_loss_curve(STAGE, dvclive_history(live_dir), f"step {result.step}")
+    return summary
 
 
 def main() -> None:

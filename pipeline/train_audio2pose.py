@@ -27,6 +27,7 @@ from edtalk.data.resume import file_key, fingerprint
 from edtalk.params import profile_name, section
 from edtalk.train.resumable import run_config
 from pipeline.a2m_common import summarize
+from pipeline.artifacts import dvclive_history, publish_loss_curve
 from pipeline.common import main_with_params
 
 STAGE = "train_audio2pose"
@@ -45,12 +46,14 @@ def train_audio2pose(params: dict[str, Any], features_dir: str = "data/features"
     model, result, rho = train_pose(clips, cfg, a2m_config(profile), out_dir, live_dir, fingerprint=key)
     save_pose(Path(out_dir) / "pose.pt", model, cfg.feature)
     info = model.train_info
-    return summarize(STAGE, result, clips=len(clips), rho=round(rho, 4),
-                     shared=round(float(model.flow.shared.mean()), 4), noise=info["noise"],
-                     heldout_identities=info["heldout_identities"], best_step=info["best_step"],
-                     refit_steps=info["refit_steps"],
-                     best_heldout_nll=round(info["best_heldout_nll"], 4),
-                     best_heldout_jitter_ratio=round(info["best_heldout_jitter_ratio"], 4))
+    summary = summarize(STAGE, result, clips=len(clips), rho=round(rho, 4),
+                        shared=round(float(model.flow.shared.mean()), 4), noise=info["noise"],
+                        heldout_identities=info["heldout_identities"], best_step=info["best_step"],
+                        refit_steps=info["refit_steps"],
+                        best_heldout_nll=round(info["best_heldout_nll"], 4),
+                        best_heldout_jitter_ratio=round(info["best_heldout_jitter_ratio"], 4))
+    publish_loss_curve(STAGE, dvclive_history(live_dir), f"step {result.step}, best step {info['best_step']}")
+    return summary
 
 
 def main() -> None:

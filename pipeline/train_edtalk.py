@@ -12,11 +12,14 @@ checkpoint), and log a summary. Outputs: ``models/train_<stage>/model.pt`` (fina
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from prefect import flow, get_run_logger
 
 from edtalk.train import run_stage, stage_config
+from edtalk.train.run import DIRS
+from pipeline.artifacts import dvclive_history, publish_loss_curve
 from pipeline.common import announce_summary, main_with_params
 
 
@@ -32,6 +35,9 @@ def make_flow(stage: str) -> Callable[..., dict[str, Any]]:
                     cfg.batch, cfg.profile, cfg.seed)
         summary = run_stage(cfg, features_dir, models_dir, live_dir)
         announce_summary(f"train_{stage}", summary)
+        note = (f"loaded {summary['loaded']}" if "loaded" in summary else
+                f"step {summary.get('step')}, resumed from {summary.get('resumed_from')}")
+        publish_loss_curve(f"train_{stage}", dvclive_history(Path(live_dir) / DIRS[stage]), note)
         return summary
 
     return train

@@ -24,6 +24,7 @@ from edtalk.train.experts import emotion_train
 from edtalk.train.experts.corpus import load_corpus
 from edtalk.train.experts.loop import Resume, run_fingerprint
 from edtalk.params import section
+from pipeline.artifacts import publish_loss_curve, publish_summary
 from pipeline.common import announce, main_with_params
 
 
@@ -32,6 +33,11 @@ def fit(features_dir: str, config: emotion_train.EmotionTrainConfig, out: str,
         resume: Resume | None = None) -> dict[str, Any]:
     result = emotion_train.train(load_corpus(features_dir, ("train",)), config, resume)
     emo.save_trained(result.net, out)
+    # two phases, each counted from step 1: landmark pre-training (L1, px), then the classifier
+    curves = {"loss": list(enumerate(result.losses, 1)),
+              "landmark_l1_px": list(enumerate(result.landmark_losses, 1))}
+    publish_loss_curve("train_emotion", {k: v for k, v in curves.items() if v},
+                       f"{result.seconds:.1f} s")
     summary = {"seconds": result.seconds, "loss_first": result.losses[0], "loss_last": result.losses[-1],
                "config": result.config}
     if result.landmark_losses:
@@ -74,6 +80,7 @@ def train_emotion(params: dict[str, Any], features_dir: str = "data/features",
     message = (f"train_emotion: {summary[ev['heldout_splits'][0]]['backend']} trained in "
                f"{summary['train']['seconds']:.1f} s; video accuracy {accs} (chance 0.125)")
     announce(message)
+    publish_summary("train_emotion", summary)
     return summary
 
 

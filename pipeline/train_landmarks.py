@@ -23,6 +23,7 @@ from edtalk.train.experts import landmark_train
 from edtalk.train.experts.corpus import load_corpus
 from edtalk.train.experts.loop import Resume, run_fingerprint
 from edtalk.params import section
+from pipeline.artifacts import publish_loss_curve, publish_summary
 from pipeline.common import announce, main_with_params
 
 
@@ -31,6 +32,8 @@ def fit(features_dir: str, config: landmark_train.LandmarkTrainConfig, out: str,
         resume: Resume | None = None) -> dict[str, Any]:
     result = landmark_train.train(load_corpus(features_dir, ("train",)), config, resume)
     landmark_net.save(result.net, out)
+    publish_loss_curve("train_landmarks", {"loss": list(enumerate(result.losses, 1))},
+                       f"{result.seconds:.1f} s")
     return {"seconds": result.seconds, "loss_first": result.losses[0], "loss_last": result.losses[-1],
             "config": result.config}
 
@@ -60,6 +63,7 @@ def train_landmarks(params: dict[str, Any], features_dir: str = "data/features",
                f"held-out mean error {h['mean_error_px']:.2f} px (mouth {h['mouth_error_px']:.2f} px) "
                f"at {h['image_size']} px")
     announce(message)
+    publish_summary("train_landmarks", summary)
     return summary
 
 

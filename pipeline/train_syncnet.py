@@ -25,6 +25,7 @@ from edtalk.train.experts import sync_train
 from edtalk.train.experts.corpus import audio_paths, load_corpus
 from edtalk.train.experts.loop import Resume, run_fingerprint
 from edtalk.params import section
+from pipeline.artifacts import publish_loss_curve, publish_summary
 from pipeline.common import announce, main_with_params
 
 
@@ -33,6 +34,8 @@ def fit(features_dir: str, config: sync_train.SyncTrainConfig, out: str,
         resume: Resume | None = None) -> dict[str, Any]:
     result = sync_train.train(load_corpus(features_dir, ("train",)), config, resume)
     sync.save_trained(result.net, out)
+    publish_loss_curve("train_syncnet", {"loss": list(enumerate(result.losses, 1))},
+                       f"{result.seconds:.1f} s")
     return {"seconds": result.seconds, "loss_first": result.losses[0], "loss_last": result.losses[-1],
             "config": result.config}
 
@@ -67,6 +70,7 @@ def train_syncnet(params: dict[str, Any], features_dir: str = "data/features",
                f"x shifts {ev['sync_shifts']}; own audio within ±1 frame on {h.get('aligned_within_1')}, "
                f"told from shifted audio on {h.get('separated')}")
     announce(message)
+    publish_summary("train_syncnet", summary)
     return summary
 
 

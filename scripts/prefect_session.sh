@@ -10,7 +10,8 @@ py=${PYTHON:-python}
 home=${PREFECT_HOME:-$PWD/.prefect}
 mkdir -p "$home"
 port=$("$py" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-prefect server start --host 127.0.0.1 --port "$port" >"$home/session-server.log" 2>&1 &
+# the UI asks the API at PREFECT_UI_API_URL (default port 4200): point it at this port
+PREFECT_UI_API_URL="http://127.0.0.1:$port/api" prefect server start --host 127.0.0.1 --port "$port" >"$home/session-server.log" 2>&1 &
 server=$!
 trap 'kill "$server" 2>/dev/null || true; wait "$server" 2>/dev/null || true' EXIT
 export PREFECT_API_URL="http://127.0.0.1:$port/api"
