@@ -44,6 +44,7 @@ def server(tmp_path: Path) -> Iterator[LoopbackServer]:
 
 def _source(srv: LoopbackServer, tmp_path: Path, **kw: object) -> HdtfSource:
     kw.setdefault("backoff", 0.01)
+    kw.setdefault("allowed_hosts", ("127.0.0.1",))   # the loopback server stands in for YouTube
     return HdtfSource(srv.url("lists"), download_dir=tmp_path / "downloads", **kw)
 
 

@@ -7,8 +7,10 @@ complete new one, never a half-written file.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +19,31 @@ from typing import Any
 # Temporary files are hidden and carry this mark, so that a crash leaves nothing that
 # looks like a finished output and ``remove_partials`` can sweep them.
 PARTIAL_MARK = ".part-"
+
+# Errors that say the output device is out of room, not that the input was bad.
+_NO_ROOM = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+
+
+class DiskFull(OSError):
+    """An output could not be written for lack of space. Never a clip's fault: stages let
+    it fail the run (after removing the partial file) rather than quarantine the clip."""
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """Whether ``exc`` (FFmpeg's errors included) means the output device is full."""
+    return isinstance(exc, OSError) and exc.errno in _NO_ROOM
+
+
+def disk_full(target: str | os.PathLike, exc: BaseException) -> DiskFull:
+    """A ``DiskFull`` naming the file, the folder and the space left there."""
+    folder = Path(target).parent
+    try:
+        free = f"{shutil.disk_usage(folder).free / 2**20:.1f} MiB free"
+    except OSError:
+        free = "free space unknown"
+    return DiskFull(errno.ENOSPC, f"no space left to write {Path(target).name} in {folder} "
+                                  f"({free}); free some space or point the stage's output "
+                                  f"folder at a larger disk, then re-run (finished clips are kept)")
 
 
 @contextlib.contextmanager
@@ -39,9 +66,11 @@ def atomic_path(target: str | os.PathLike, suffix: str | None = None) -> Iterato
     try:
         yield tmp_path
         os.replace(tmp_path, target)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             tmp_path.unlink()
+        if is_disk_full(exc) and not isinstance(exc, DiskFull):
+            raise disk_full(target, exc) from exc
         raise
 
 

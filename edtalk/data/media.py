@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import wave
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 
 import av
@@ -32,12 +33,33 @@ class MediaInfo:
     duration: float
 
 
+# Demuxers that read one picture (or a numbered series): a photo saved as .mp4 opens as
+# a "video" of one frame, which is not footage.
+_STILL_FORMATS = ("image2", "image2pipe")
+
+
+def is_still_image_format(name: str) -> bool:
+    """Whether FFmpeg's demuxer ``name`` (e.g. ``png_pipe``) reads still images."""
+    return name.endswith("_pipe") or name in _STILL_FORMATS
+
+
+def describe_error(exc: BaseException) -> str:
+    """FFmpeg's message without the absolute path it appends (quarantine details stay short)."""
+    return getattr(exc, "strerror", None) or str(exc)
+
+
 def probe(path: str | Path) -> MediaInfo:
     """Read the container header; raise ClipRejected if it is unreadable or has no video."""
+    name = Path(path).name
+    if Path(path).is_file() and Path(path).stat().st_size == 0:
+        raise ClipRejected(Reason.CORRUPT, f"{name} is empty (0 bytes)")
     try:
         with av.open(str(path)) as container:
+            if is_still_image_format(container.format.name):
+                raise ClipRejected(Reason.NO_VIDEO, f"{name} is a still image "
+                                                    f"({container.format.name}), not a video")
             if not container.streams.video:
-                raise ClipRejected(Reason.NO_VIDEO, f"{Path(path).name} has no video stream")
+                raise ClipRejected(Reason.NO_VIDEO, f"{name} has no video stream")
             vs = container.streams.video[0]
             fps = float(vs.average_rate or vs.guessed_rate or 0)
             duration = float(vs.duration * vs.time_base) if vs.duration else (
@@ -52,7 +74,7 @@ def probe(path: str | Path) -> MediaInfo:
     except ClipRejected:
         raise
     except (av.error.FFmpegError, OSError, ValueError) as exc:
-        raise ClipRejected(Reason.CORRUPT, f"cannot open {Path(path).name}: {exc}") from exc
+        raise ClipRejected(Reason.CORRUPT, f"cannot open {name}: {describe_error(exc)}") from exc
 
 
 def read_frames(path: str | Path, max_frames: int | None = None) -> tuple[np.ndarray, float]:
@@ -69,9 +91,9 @@ def read_frames(path: str | Path, max_frames: int | None = None) -> tuple[np.nda
                     break
     except (av.error.FFmpegError, OSError, ValueError) as exc:
         if not out:
-            raise ClipRejected(Reason.CORRUPT, f"cannot decode {Path(path).name}: {exc}") from exc
+            raise ClipRejected(Reason.CORRUPT, f"cannot decode {Path(path).name}: {describe_error(exc)}") from exc
         raise ClipRejected(
-            Reason.TRUNCATED, f"decoding stopped after {len(out)} frames: {exc}") from exc
+            Reason.TRUNCATED, f"decoding stopped after {len(out)} frames: {describe_error(exc)}") from exc
     if not out:
         raise ClipRejected(Reason.CORRUPT, f"{Path(path).name} has no decodable frame")
     if max_frames is None and info.frames and len(out) < 0.9 * info.frames:
@@ -105,7 +127,7 @@ def read_audio(path: str | Path, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
     except ClipRejected:
         raise
     except (av.error.FFmpegError, OSError, ValueError) as exc:
-        raise ClipRejected(Reason.CORRUPT, f"cannot decode audio of {path.name}: {exc}") from exc
+        raise ClipRejected(Reason.CORRUPT, f"cannot decode audio of {path.name}: {describe_error(exc)}") from exc
     if not chunks:
         raise ClipRejected(Reason.NO_AUDIO, f"{path.name} has an empty audio stream")
     return np.concatenate(chunks).astype(np.float32)
@@ -131,7 +153,9 @@ def write_video(
     if pad_h or pad_w:
         frames = np.pad(frames, ((0, 0), (0, pad_h), (0, pad_w), (0, 0)), mode="edge")
     with atomic.atomic_path(path) as tmp, av.open(str(tmp), "w", format="mp4") as container:
-        vs = container.add_stream("libx264", rate=int(round(fps)) if float(fps).is_integer() else fps)
+        # PyAV wants an integer or a ratio (29.97 -> 30000/1001), not a float
+        rate = int(round(fps)) if float(fps).is_integer() else Fraction(fps).limit_denominator(1001)
+        vs = container.add_stream("libx264", rate=rate)
         vs.width, vs.height, vs.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
         # Single-threaded, no B-frame lookahead variance: byte-identical output per input.
         vs.options = {"crf": str(crf), "preset": "veryfast", "threads": "1"}
@@ -196,7 +220,7 @@ def read_wav(path: str | Path) -> tuple[np.ndarray, int]:
             raw = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2")
             channels, rate = w.getnchannels(), w.getframerate()
     except (wave.Error, EOFError) as exc:
-        raise ClipRejected(Reason.CORRUPT, f"cannot read {Path(path).name}: {exc}") from exc
+        raise ClipRejected(Reason.CORRUPT, f"cannot read {Path(path).name}: {describe_error(exc)}") from exc
     audio = raw.reshape(-1, channels).mean(axis=1) if channels > 1 else raw
     return (audio.astype(np.float32) / 32768.0), rate
 

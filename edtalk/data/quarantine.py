@@ -27,6 +27,7 @@ class Reason(str, enum.Enum):
     BAD_SAMPLE_RATE = "unsupported_sample_rate"
     DOWNLOAD_FAILED = "download_failed"
     UNSAFE_ARCHIVE = "unsafe_archive"
+    REFUSED_URL = "refused_url"          # a download URL outside the allowed schemes/hosts
 
 
 class ClipRejected(Exception):

@@ -41,9 +41,9 @@ def check_integrity(path: Path) -> media.MediaInfo:
         raise
     except _AV_ERRORS as exc:
         if packets == 0:
-            raise ClipRejected(Reason.CORRUPT, f"cannot read {path.name}: {exc}") from exc
+            raise ClipRejected(Reason.CORRUPT, f"cannot read {path.name}: {media.describe_error(exc)}") from exc
         raise ClipRejected(Reason.TRUNCATED, f"{path.name}: reading stopped after {packets} "
-                                             f"packets: {exc}") from exc
+                                             f"packets: {media.describe_error(exc)}") from exc
     if packets == 0:
         raise ClipRejected(Reason.CORRUPT, f"{path.name} holds no video packet")
     if info.frames and packets < 0.9 * info.frames:
@@ -55,7 +55,7 @@ def check_integrity(path: Path) -> media.MediaInfo:
             with av.open(str(path)) as container:
                 decoded = next(container.decode(video=0), None) is not None
         except _AV_ERRORS as exc:
-            raise ClipRejected(Reason.CORRUPT, f"cannot decode {path.name}: {exc}") from exc
+            raise ClipRejected(Reason.CORRUPT, f"cannot decode {path.name}: {media.describe_error(exc)}") from exc
         if not decoded:
             raise ClipRejected(Reason.CORRUPT, f"{path.name} has no decodable frame")
     return info
@@ -66,7 +66,7 @@ def _decodes(stream: av.video.stream.VideoStream, packet: av.Packet, path: Path)
     try:
         return bool(stream.codec_context.decode(packet))
     except _AV_ERRORS as exc:
-        raise ClipRejected(Reason.CORRUPT, f"cannot decode {path.name}: {exc}") from exc
+        raise ClipRejected(Reason.CORRUPT, f"cannot decode {path.name}: {media.describe_error(exc)}") from exc
 
 
 def copy_clip(src: Path, dst: Path) -> Path:
@@ -103,10 +103,10 @@ def mux_video_audio(video: Path, audio: Path | None, dst: Path) -> Path:
             finally:
                 for container in inputs:
                     container.close()
-    except ClipRejected:
+    except (ClipRejected, atomic.DiskFull):
         raise
     except _AV_ERRORS as exc:
-        raise ClipRejected(Reason.CORRUPT, f"cannot mux {video.name}: {exc}") from exc
+        raise ClipRejected(Reason.CORRUPT, f"cannot mux {video.name}: {media.describe_error(exc)}") from exc
     return dst
 
 
@@ -164,10 +164,10 @@ def trim(src: Path, dst: Path, start: float, end: float, crf: int = 18) -> Path:
                     out.mux(packet)
                 for packet in aout.encode(None):
                     out.mux(packet)
-    except ClipRejected:
+    except (ClipRejected, atomic.DiskFull):
         raise
     except _AV_ERRORS as exc:
-        raise ClipRejected(Reason.CORRUPT, f"cannot trim {src.name}: {exc}") from exc
+        raise ClipRejected(Reason.CORRUPT, f"cannot trim {src.name}: {media.describe_error(exc)}") from exc
     return dst
 
 

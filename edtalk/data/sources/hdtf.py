@@ -11,6 +11,10 @@ HDTF (Zhang et al., CVPR 2021) publishes, per subset (RD, WDA, WRA), two text fi
 Python API, into a download cache shared by its ranges and by later runs; an
 interrupted download resumes from its ``.part`` file. Each range is then cut out
 frame-accurately (decode + re-encode) into ``<clip_id>.mp4``.
+
+The lists are untrusted: a URL that is not http(s) on an allowed host (YouTube by
+default, ``data.hdtf.allowed_hosts`` to add a mirror) is refused clip by clip, as a
+``refused_url`` quarantine row, before anything is fetched (``url_policy``).
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from edtalk.data.quarantine import ClipRejected, Reason
 from edtalk.data.sources import clipio
 from edtalk.data.sources.base import ClipSpec, Materialised
 from edtalk.data.sources.folder import clip_id_for
+from edtalk.data.sources.url_policy import YOUTUBE_HOSTS, url_problem
 
 log = logging.getLogger(__name__)
 
@@ -153,9 +158,12 @@ class Downloader:
     format: str = DEFAULT_FORMAT
     backoff: float = 2.0            # seconds before the first retry; doubles each time
     socket_timeout: float = 30.0
+    allowed_hosts: tuple[str, ...] | None = None  # None: any http(s) host
 
     def fetch(self, name: str, url: str) -> Path:
         """The downloaded file for ``name``; downloads it unless a finished copy is cached."""
+        if (problem := url_problem(url, self.allowed_hosts)) is not None:
+            raise ClipRejected(Reason.REFUSED_URL, f"{name}: {problem} ({url[:200]})")
         self.cache_dir.mkdir(parents=True, exist_ok=True)
         # The name comes from a downloaded list: never let it pick a path outside the cache.
         stem = clip_id_for(name)
@@ -173,6 +181,8 @@ class Downloader:
                     atomic.write_json(marker, {"url": url, "file": path.name})
                     return path
                 except (DownloadError, ExtractorError, OSError) as exc:
+                    if atomic.is_disk_full(exc):  # retrying cannot help; not the video's fault
+                        raise atomic.disk_full(self.cache_dir / stem, exc) from exc
                     last = exc
                     if is_permanent(str(exc)) or attempt == self.retries:
                         break
@@ -237,7 +247,8 @@ class HdtfSource:
 
     def __init__(self, annotations: str | Path, max_clips: int | None = None, retries: int = 3,
                  format: str = DEFAULT_FORMAT, download_dir: str | Path | None = None,
-                 backoff: float = 2.0, subsets: tuple[str, ...] = SUBSETS) -> None:
+                 backoff: float = 2.0, subsets: tuple[str, ...] = SUBSETS,
+                 allowed_hosts: tuple[str, ...] | None = YOUTUBE_HOSTS) -> None:
         self.annotations = str(annotations)
         self.max_clips = max_clips
         self.retries = int(retries)
@@ -246,6 +257,7 @@ class HdtfSource:
         self.download_dir = Path(download_dir) if download_dir is not None else None
         self.backoff = backoff
         self.subsets = subsets
+        self.allowed_hosts = tuple(allowed_hosts) if allowed_hosts is not None else None
 
     def list_clips(self) -> list[ClipSpec]:
         specs: list[ClipSpec] = []
@@ -278,7 +290,8 @@ class HdtfSource:
     def materialise(self, spec: ClipSpec, clips_dir: Path) -> Materialised:
         clips_dir = Path(clips_dir)
         downloader = Downloader(self.download_dir or clips_dir.parent / "cache" / "hdtf",
-                                retries=self.retries, format=self.format, backoff=self.backoff)
+                                retries=self.retries, format=self.format, backoff=self.backoff,
+                                allowed_hosts=self.allowed_hosts)
         source_file = downloader.fetch(spec.origin["video"], spec.origin["url"])
         dst = clips_dir / f"{spec.clip_id}.mp4"
         clipio.trim(source_file, dst, float(spec.origin["start"]), float(spec.origin["end"]))

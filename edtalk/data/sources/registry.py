@@ -38,6 +38,7 @@ def make_source(params: dict[str, Any], seed: int) -> Source:
         )
     if kind == "hdtf":
         from edtalk.data.sources.hdtf import DEFAULT_FORMAT, HdtfSource
+        from edtalk.data.sources.url_policy import YOUTUBE_HOSTS
 
         max_clips = section.get("max_clips")
         return HdtfSource(
@@ -46,6 +47,8 @@ def make_source(params: dict[str, Any], seed: int) -> Source:
             retries=int(section.get("retries", 3)),
             format=section.get("format") or DEFAULT_FORMAT,
             download_dir=section.get("download_dir"),
+            # extra hosts (a mirror of HDTF's videos) on top of YouTube's
+            allowed_hosts=(*YOUTUBE_HOSTS, *(section.get("allowed_hosts") or ())),
         )
     if kind == "mead":
         from edtalk.data.sources.mead import MeadSource

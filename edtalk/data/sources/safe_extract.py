@@ -22,6 +22,7 @@ from pathlib import Path, PurePosixPath
 
 from filelock import FileLock
 
+from edtalk.data import atomic
 from edtalk.data.quarantine import ClipRejected, Reason
 
 ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar", ".zip")
@@ -131,10 +132,17 @@ def member_problem(member: Member) -> str | None:
 
 
 def check_members(archive: Path, members: list[Member]) -> None:
-    """Raise ClipRejected(UNSAFE_ARCHIVE) at the first member that could escape the root."""
-    for member in members:
-        if (problem := member_problem(member)) is not None:
-            raise unsafe(archive, problem)
+    """Raise ClipRejected(UNSAFE_ARCHIVE) if any member could escape the root.
+
+    Every entry is checked and each unsafe one is named in the detail (the first ten),
+    so a user sees the whole problem at once rather than one entry per run.
+    """
+    problems = [p for m in members if (p := member_problem(m)) is not None]
+    if len(problems) == 1:
+        raise unsafe(archive, problems[0])
+    if problems:
+        shown = "; ".join(problems[:10]) + ("; ..." if len(problems) > 10 else "")
+        raise unsafe(archive, f"{len(problems)} unsafe entries: {shown}")
 
 
 def file_names(members: list[Member]) -> list[str]:
@@ -182,4 +190,6 @@ def _extract_into(archive: Path, root: Path) -> None:
     except tarfile.FilterError as exc:
         raise unsafe(archive, str(exc)) from exc
     except (tarfile.TarError, zipfile.BadZipFile, OSError, EOFError) as exc:
+        if atomic.is_disk_full(exc):  # the work folder is full: not the archive's fault
+            raise atomic.disk_full(root / archive.name, exc) from exc
         raise ClipRejected(Reason.CORRUPT, f"cannot extract {archive.name}: {exc}") from exc
