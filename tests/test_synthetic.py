@@ -250,3 +250,18 @@ def test_real_face_detector_finds_the_faces() -> None:
                      emotion=EMOTIONS[k % 8], intensity=3)
         hits += len(detector(render_frame(ident, g, 256), 0)) == 1
     assert hits >= 9
+
+
+def test_every_emotion_shows_at_level_one_with_sixty_percent_of_level_three():
+    from edtalk.data.synthetic.face import SCALE, expression_offsets
+
+    px = SCALE * 96                                    # template unit in the default 96 px frame
+    for emotion in EMOTIONS:
+        weak, strong = expression_offsets(emotion, 1), expression_offsets(emotion, 3)
+        np.testing.assert_allclose(weak, 0.6 * strong, atol=1e-12)
+        if emotion != "neutral":                       # level 1 moves some landmark by most of a pixel
+            assert np.abs(weak[:, :2]).max() * px > 0.9, emotion
+    # the upper face carries the expression too: brows move by over 2 px at level 1
+    for emotion in ("angry", "fear", "sad", "surprised"):
+        assert np.abs(expression_offsets(emotion, 1)[17:27, :2]).max() * px > 2.0, emotion
+    assert not expression_offsets("neutral", 3).any()

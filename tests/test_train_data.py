@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from edtalk.data.schema import EMOTIONS
-from edtalk.train.data import (FrameTable, autoencoder_batch, expression_batch, mouth_box,
+from edtalk.train.data import (FrameTable, autoencoder_batch, expression_batch, mouth_box, mouth_masks,
                                mouth_pose_batch, paste_mouth, window_rows)
 
 SIZE = 16
@@ -164,3 +164,18 @@ def test_pairs_are_swapped_both_ways(table):
     # the swapped image keeps b's pixels far from the mouth (top rows)
     assert batch["ma_pb"][:, :, :4].equal(batch["b"][:, :, :4])
     assert batch["mb_pa"][:, :, :4].equal(batch["a"][:, :, :4])
+
+
+def test_mouth_masks_cover_exactly_the_mouth_box_of_each_frame(table):
+    lm = np.stack([mouth_landmarks(8.0, 11.0, 4.0, 2.0), mouth_landmarks(6.0, 9.0, 6.0, 3.0)])
+    masks = mouth_masks(lm, SIZE, margin=1).numpy()
+    assert masks.shape == (2, 1, SIZE, SIZE) and set(np.unique(masks)) == {0.0, 1.0}
+    for m, points in zip(masks[:, 0], lm):
+        ys, xs = np.nonzero(m)
+        mouth = points[48:]
+        # every mouth point lies inside its mask's box, and the box is the points' extent + margin
+        assert xs.min() <= mouth[:, 0].min() - 1 + 1e-6 and xs.max() >= mouth[:, 0].max() + 1 - 1
+        assert ys.min() <= mouth[:, 1].min() - 1 + 1e-6 and ys.max() >= mouth[:, 1].max() + 1 - 1
+        assert m.sum() < 0.5 * SIZE * SIZE
+    batch = mouth_pose_batch(table, 0, 2, 2, margin=1, feather=0)
+    assert batch["mouth_a"].shape == (2, 1, SIZE, SIZE) and batch["mouth_a"].sum() > 0

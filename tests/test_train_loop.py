@@ -134,6 +134,27 @@ def test_a_few_steps_reduce_the_loss_on_a_fixed_batch(features):
     assert losses[-1] < 0.85 * losses[0], losses
 
 
+def test_mouth_weight_adds_a_mouth_box_term_that_moves_only_with_the_mouth(features):
+    table = FrameTable.load(features)
+    cfg = small_cfg("mouth_pose", weights={"adv": 0.0, "mouth": 2.0})
+    model, _ = build(cfg)
+    stage = STAGES["mouth_pose"]
+    batch = stage.make_batch(table, cfg, 0, 0, 1)
+    ctx = Context(model, None, Perceptual(cfg.perceptual), cfg)
+    with torch.no_grad():
+        base = stage.losses(ctx, batch).terms
+        assert "mouth" not in stage.losses(Context(model, None, Perceptual(cfg.perceptual),
+                                                   small_cfg("mouth_pose", weights={"adv": 0.0})), batch).terms
+        # the same images with every pixel outside the mouth boxes changed: the term stays
+        far = {k: v.clone() for k, v in batch.items()}
+        for key, mask in (("a", "mouth_a"), ("b", "mouth_b")):
+            far[key] = torch.where(batch[mask].bool(), batch[key], -batch[key])
+        moved = stage.losses(ctx, far).terms
+    assert base["mouth"].item() > 0
+    assert moved["mouth"].item() == pytest.approx(base["mouth"].item(), rel=1e-5)
+    assert moved["rec"].item() != pytest.approx(base["rec"].item(), rel=1e-3)
+
+
 def test_dvclive_logs_every_loss_per_step(chain):
     plots = chain.parent / "live" / "train_expression" / "plots" / "metrics" / "loss"
     names = {p.stem for p in plots.glob("*.tsv")}

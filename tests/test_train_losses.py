@@ -26,6 +26,17 @@ def test_perceptual_on_a_constant_offset_counts_only_the_image_slice(norm, expec
     assert per(x, x).item() == 0.0
 
 
+def test_masked_rec_is_the_mean_error_inside_each_mask_whatever_its_area():
+    fake, real = torch.zeros(2, 3, 4, 4), torch.zeros(2, 3, 4, 4)
+    fake[0, :, 0, 0] = 1.0                     # image 0: error 1 on its one-pixel mask
+    fake[1, :, :2, :2] = 0.5                   # image 1: error 0.5 on a four-pixel mask ...
+    fake[1, :, 3, 3] = 9.0                     # ... and a large error outside it, ignored
+    mask = torch.zeros(2, 1, 4, 4)
+    mask[0, 0, 0, 0] = 1.0
+    mask[1, 0, :2, :2] = 1.0
+    assert L.masked_rec(fake, real, mask).item() == pytest.approx((1.0 + 0.5) / 2)
+
+
 def test_perceptual_gradient_flows_to_the_fake_only():
     per = L.Perceptual(PerceptualConfig(network="image_gradients"))
     fake, real = torch.rand(1, 3, 8, 8, requires_grad=True), torch.rand(1, 3, 8, 8, requires_grad=True)

@@ -27,6 +27,8 @@ class LossWeights:
     fea: float = 1.0      # Eq. 7
     mot: float = 10.0     # Eq. 9
     mc: float = 1.0       # Eq. 10
+    mouth: float = 0.0    # not in the paper: L1 over the mouth box of each mouth-pose reconstruction
+                          # (the mouth is ~5 % of a 64 px crop, so the whole-image L1 barely sees it)
 
 
 @dataclass(frozen=True)
@@ -60,6 +62,7 @@ class StageConfig:
     pairs: str = "clip"                # autoencoder: identity/driving frames from one clip | one identity
     source_affine: float = 0.0         # autoencoder: random similarity warp of the identity frame
     pretrained: str | None = None      # autoencoder: official EDTalk.pt / LIA weights to load instead
+    finetune_steps: int = 0            # autoencoder: steps trained on the pretrained file (0 = load only)
     emotions: tuple[str, ...] | None = None   # train on clips of these emotions only (None = all):
                                        # the paper's mouth-pose stage sees HDTF alone (§4.1)
     restart_navigation: bool = False   # mouth_pose: fresh MLN, PLN, trunk on the loaded E, G

@@ -181,11 +181,12 @@ def paste_mouth(src: np.ndarray, dst: np.ndarray, lm_src: np.ndarray, lm_dst: np
 # --- the three stages' batches ------------------------------------------------------------
 
 def autoencoder_batch(table: FrameTable, seed: int, step: int, batch: int, rank: int = 0,
-                      world: int = 1, pairs: str = "clip", source_affine: float = 0.0
-                      ) -> dict[str, torch.Tensor]:
+                      world: int = 1, pairs: str = "clip", source_affine: float = 0.0,
+                      mouth_margin: int = 3) -> dict[str, torch.Tensor]:
     """Identity frame I^i and driving frame I^d of the same clip (``pairs="clip"``, LIA's
     sampling) or of the same identity (``"identity"``: any two clips, as EDTalk-V is tested);
-    with ``source_affine`` > 0 the identity frame is randomly warped (``random_similarity``)."""
+    with ``source_affine`` > 0 the identity frame is randomly warped (``random_similarity``).
+    ``mouth`` masks the driving frame's mouth box (``mouth_masks``)."""
     rng = step_rng(seed, step)
     if pairs not in ("clip", "identity"):
         raise ValueError(f"autoencoder pairs must be 'clip' or 'identity', got {pairs!r}")
@@ -198,7 +199,9 @@ def autoencoder_batch(table: FrameTable, seed: int, step: int, batch: int, rank:
         full = torch.zeros((batch, *identity.shape[1:]))
         full[idx] = identity
         identity = random_similarity(full, warp_rng, source_affine)[idx]
-    return {"identity": identity, "driving": table.images(shard(rows, rank, world)[:, 1])}
+    driving = shard(rows, rank, world)[:, 1]
+    return {"identity": identity, "driving": table.images(driving),
+            "mouth": mouth_masks(table.landmarks[driving], identity.shape[-1], mouth_margin)}
 
 
 def mouth_pose_batch(table: FrameTable, seed: int, step: int, batch: int, rank: int = 0,
@@ -223,8 +226,21 @@ def mouth_pose_batch(table: FrameTable, seed: int, step: int, batch: int, rank: 
                    for i in range(len(rows))])
     ba = np.stack([paste_mouth(px[i, 1], px[i, 0], lm[i, 1], lm[i, 0], margin, feather)
                    for i in range(len(rows))])
+    size = px.shape[2]
     return {"a": to_tensor(px[:, 0]), "b": to_tensor(px[:, 1]), "identity": to_tensor(px[:, 2]),
-            "ma_pb": to_tensor(ab), "mb_pa": to_tensor(ba)}
+            "ma_pb": to_tensor(ab), "mb_pa": to_tensor(ba),
+            "mouth_a": mouth_masks(lm[:, 0], size, margin), "mouth_b": mouth_masks(lm[:, 1], size, margin)}
+
+
+def mouth_masks(landmarks: np.ndarray, size: int, margin: int) -> torch.Tensor:
+    """(B,1,S,S) float masks of the box around each frame's mouth (``mouth_box``)."""
+    out = np.zeros((len(landmarks), 1, size, size), np.float32)
+    for i, lm in enumerate(landmarks):
+        c, h = mouth_box(lm, margin)
+        x0, y0 = np.clip(np.floor(c - h).astype(int), 0, size)
+        x1, y1 = np.clip(np.ceil(c + h).astype(int), 0, size)
+        out[i, 0, y0:y1, x0:x1] = 1.0
+    return torch.from_numpy(out)
 
 
 def window_rows(table: FrameTable, row: int, k: int) -> np.ndarray:

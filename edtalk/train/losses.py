@@ -35,6 +35,14 @@ def rec(fake: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
     return (fake - real).abs().mean()
 
 
+def masked_rec(fake: torch.Tensor, real: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean absolute error inside ``mask`` (B,1,H,W in [0, 1]), each image's region weighing
+    the same whatever its area."""
+    err = ((fake - real).abs() * mask).sum(dim=(1, 2, 3))
+    area = mask.sum(dim=(1, 2, 3)) * fake.shape[1]
+    return (err / area.clamp_min(1.0)).mean()
+
+
 class Perceptual(nn.Module):
     """Eq. 5, L_per over an image pyramid: sum_s sum_l w * mean |Phi_l(x_s) - Phi_l(y_s)|^p."""
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -110,6 +111,7 @@ def _run_stage(cfg: StageConfig, features_dir: str | Path, models_dir: str | Pat
     summary: dict[str, Any] = {"stage": cfg.stage, "world_size": size}
     if cfg.emotions is not None:
         summary["emotions"] = list(cfg.emotions)
+    finetune = cfg.stage == "autoencoder" and cfg.pretrained and cfg.finetune_steps > 0
     if cfg.stage == "autoencoder" and cfg.pretrained:
         if not Path(cfg.pretrained).is_file():
             raise FileNotFoundError(f"train.autoencoder.pretrained: {cfg.pretrained} does not exist "
@@ -117,6 +119,10 @@ def _run_stage(cfg: StageConfig, features_dir: str | Path, models_dir: str | Pat
         model, extra = load_checkpoint(cfg.pretrained)      # official EDTalk.pt or one of ours
         _check_frame_size(model, table)
         check_pretrained_identities(extra, table, features_dir, cfg.pretrained)
+    if finetune:                        # the pretrained file is the start; train finetune_steps on it
+        cfg = replace(cfg, steps=cfg.finetune_steps)
+        summary["finetuned_from"] = str(cfg.pretrained)
+    elif cfg.stage == "autoencoder" and cfg.pretrained:
         (out_dir / "checkpoints").mkdir(parents=True, exist_ok=True)   # the stage's declared output
         if rank == 0:
             save_checkpoint(out_dir / "model.pt", model, stage=cfg.stage, step=0,
@@ -131,6 +137,8 @@ def _run_stage(cfg: StageConfig, features_dir: str | Path, models_dir: str | Pat
             live.end()
         return {**summary, "loaded": str(cfg.pretrained)}
     init = Path(models_dir) / DIRS[PREVIOUS[cfg.stage]] / "model.pt" if cfg.stage in PREVIOUS else None
+    if finetune:
+        init = Path(cfg.pretrained)
     model, disc = build(cfg, init)
     _check_frame_size(model, table)
     if cfg.stage == "expression" and cfg.neutral_start:

@@ -89,7 +89,10 @@ def autoencoder_losses(ctx: Context, batch: Batch) -> StageOutput:
     id_lat, skips = m.encode(batch["identity"])
     w = m.weights(m.encode(batch["driving"])[0], exp=False)
     fake = m.generate(id_lat, skips, m.motion(w.mouth, w.pose), use_eem=False)   # Eq. 2, no EEM
-    return StageOutput(_image_terms(ctx, fake, batch["driving"]), fake, batch["driving"])
+    terms = _image_terms(ctx, fake, batch["driving"])
+    if ctx.cfg.weights.mouth:                   # not in the paper (train.*.weights.mouth)
+        terms["mouth"] = ctx.cfg.weights.mouth * L.masked_rec(fake, batch["driving"], batch["mouth"])
+    return StageOutput(terms, fake, batch["driving"])
 
 
 # --- train_mouth_pose (Eqs. 3-7) -----------------------------------------------------------
@@ -117,6 +120,9 @@ def mouth_pose_losses(ctx: Context, batch: Batch) -> StageOutput:
     terms = _image_terms(ctx, cross, real)      # Eqs. 5-6 on the cross reconstructions
     real_self = torch.cat([batch["a"], batch["b"]])
     terms["self"] = wts.self * (L.rec(self_rec, real_self) + ctx.perceptual(self_rec, real_self))
+    if wts.mouth:                               # not in the paper (train.*.weights.mouth)
+        masks = torch.cat([batch["mouth_b"], batch["mouth_a"], batch["mouth_a"], batch["mouth_b"]])
+        terms["mouth"] = wts.mouth * L.masked_rec(out, torch.cat([real, real_self]), masks)
     # Eq. 7: features of the swapped images vs those of the originals
     terms["fea"] = wts.fea * L.fea([(f_p[i_ab], f_p[i_b]), (f_m[i_ab], f_m[i_a]),
                                     (f_p[i_ba], f_p[i_a]), (f_m[i_ba], f_m[i_b])])
@@ -148,12 +154,12 @@ def expression_losses(ctx: Context, batch: Batch) -> StageOutput:
 
 STAGES: dict[str, Stage] = {
     "autoencoder": Stage(
-        "autoencoder", ("E", "G", "trunk", "MLN", "PLN"), ("rec", "per", "adv"),
+        "autoencoder", ("E", "G", "trunk", "MLN", "PLN"), ("rec", "per", "adv", "mouth"),
         lambda t, c, step, r, w: autoencoder_batch(t, c.seed, step, c.batch, r, w, c.pairs,
-                                                   c.source_affine),
+                                                   c.source_affine, c.mouth_margin),
         autoencoder_losses),
     "mouth_pose": Stage(
-        "mouth_pose", ("trunk", "MLN", "PLN"), ("rec", "per", "adv", "self", "fea"),
+        "mouth_pose", ("trunk", "MLN", "PLN"), ("rec", "per", "adv", "self", "fea", "mouth"),
         lambda t, c, step, r, w: mouth_pose_batch(t, c.seed, step, c.batch, r, w,
                                                   c.mouth_margin, c.mouth_feather, c.pairs),
         mouth_pose_losses),

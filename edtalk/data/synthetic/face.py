@@ -16,6 +16,7 @@ import numpy as np
 
 from edtalk.data.schema import EMOTIONS, N_LANDMARKS
 from edtalk.data.synthetic.identity import Identity
+from edtalk.data.synthetic.levels import level_scale
 
 # Landmark groups (iBUG 68).
 JAW = np.arange(0, 17)
@@ -114,7 +115,7 @@ _EXPRESSIONS: dict[str, dict[str, float]] = {
     "disgusted": dict(brow_in=0.07, brow_mid=0.05, brow_out=0.03, brow_pull=0.03, lid_up=0.02,
                       lid_low=-0.035, corner_dx=-0.02, corner_dy=0.035, lip_up=-0.06, lip_low=0.015,
                       nostril=-0.035),
-    "contempt": dict(lid_up=0.015, corner_dx=0.05, corner_dy=-0.07, one_sided=1.0, brow_out=-0.03),
+    "contempt": dict(lid_up=0.015, corner_dx=0.08, corner_dy=-0.12, one_sided=1.0, brow_out=-0.03),
     "fear": dict(brow_in=-0.13, brow_mid=-0.08, brow_out=-0.03, brow_pull=0.03, lid_up=-0.045,
                  lid_low=0.01, corner_dx=0.06, corner_dy=0.025),
     "happy": dict(brow_in=-0.02, brow_mid=-0.02, brow_out=-0.02, lid_up=0.01, lid_low=-0.035,
@@ -128,6 +129,13 @@ _EXPRESSIONS: dict[str, dict[str, float]] = {
 assert set(_EXPRESSIONS) == set(EMOTIONS)
 
 
+# The upper face (brows, lids, nostrils) moves 1.6 times the table above: the table was
+# drawn for the mouth, whose corners move furthest, and the upper face read at under a
+# pixel at the 64 px crop. A whole-face expression is what tells the eight classes apart.
+UPPER_FACE_GAIN = 1.6
+_UPPER_FACE = ("brow_in", "brow_mid", "brow_out", "brow_pull", "lid_up", "lid_low", "nostril")
+
+
 @lru_cache(maxsize=64)
 def expression_offsets(emotion: str, intensity: int) -> np.ndarray:
     """(68, 3) displacement of the landmarks for ``emotion`` at ``intensity`` (0..3).
@@ -135,9 +143,9 @@ def expression_offsets(emotion: str, intensity: int) -> np.ndarray:
     Cached (constant within a clip); the returned array is read-only.
     """
     e = _EXPRESSIONS[emotion]
-    k = max(0, min(3, int(intensity))) / 3.0
+    k = level_scale(intensity)
     d = np.zeros((N_LANDMARKS, 3))
-    g = lambda name: k * e.get(name, 0.0)  # noqa: E731
+    g = lambda name: k * e.get(name, 0.0) * (UPPER_FACE_GAIN if name in _UPPER_FACE else 1.0)  # noqa: E731
     # Brows: weights from inner to outer end along each brow.
     for brow in (BROW_R[::-1], BROW_L):  # each listed from its inner end
         w = np.linspace(0, 1, 5)  # 0 at the inner end, 1 at the outer end

@@ -27,6 +27,7 @@ import numpy as np
 from scipy.signal import resample_poly
 
 from edtalk.data.schema import EMOTIONS, SAMPLE_RATE
+from edtalk.data.synthetic.levels import level_scale
 
 # Constants from espeak-ng's speak_lib.h (API revision 12).
 _AUDIO_OUTPUT_SYNCHRONOUS = 2
@@ -92,7 +93,7 @@ class Speech:
 
 
 # Per emotion: (rate, volume, pitch, range) offsets at intensity 3 from the neutral
-# voice; intensity 1 and 2 use a third and two thirds. Chosen after the acoustic
+# voice; intensity 1 and 2 use 60 % and 80 % of them (levels.py). Chosen after the acoustic
 # correlates reported for acted emotional speech: anger loud and fast, sadness slow,
 # low, quiet and flat, surprise high with a wide range, fear fast and high.
 _EMOTION_OFFSETS: dict[str, tuple[int, int, int, int]] = {
@@ -113,7 +114,7 @@ def prosody_for(emotion: str, intensity: int, voice_pitch: int = 0) -> Prosody:
     habitual pitch is offset by ``voice_pitch``."""
     if emotion not in _EMOTION_OFFSETS:
         raise ValueError(f"unknown emotion {emotion!r}; expected one of {EMOTIONS}")
-    k = max(0, min(3, int(intensity))) / 3.0
+    k = level_scale(intensity)
     dr, dv, dp, dg = _EMOTION_OFFSETS[emotion]
     return Prosody(
         rate=int(np.clip(round(_NEUTRAL.rate + k * dr), 80, 400)),
