@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 
 from edtalk.data import atomic
-from edtalk.data.media import read_audio, read_frames
+from edtalk.data.media import fit_audio, read_audio, read_frames
 from edtalk.data.schema import SAMPLE_RATE, SAMPLES_PER_FRAME
 
 _LABEL_W = 96          # pixels left of the frames for the row label
@@ -35,8 +35,7 @@ class SheetRow:
 
 def frame_loudness(audio: np.ndarray, n_frames: int) -> np.ndarray:
     """RMS of the audio under each video frame (25 fps, 640 samples a frame at 16 kHz)."""
-    pad = max(0, n_frames * SAMPLES_PER_FRAME - len(audio))
-    a = np.pad(np.asarray(audio, np.float64), (0, pad))[: n_frames * SAMPLES_PER_FRAME]
+    a = fit_audio(audio, n_frames).astype(np.float64)
     return np.sqrt(np.mean(a.reshape(n_frames, SAMPLES_PER_FRAME) ** 2, axis=1))
 
 
