@@ -4,7 +4,8 @@ Writes ``models/evaluators/emotion.pt`` (``edtalk.experts.emotion_net.save_train
 ``emotion:trained-here@<hash>``) and ``reports/evaluators/emotion.json``: training time
 and loss, video-level accuracy on the train split (fit) and on the val and test splits
 against chance (1/8), and for the ``landmarks`` backbone the mean error of its points
-(pixels) on each split. Step checkpoints under ``models/evaluators/checkpoints/emotion``
+(pixels) on each split. With `evaluators.emotion.pretrained` it fine-tunes that shipped
+file (checked against this corpus, ``edtalk.train.experts.pretrained``). Step checkpoints under ``models/evaluators/checkpoints/emotion``
 (one folder per training phase) let a killed run resume (``edtalk.train.experts.loop``).
 """
 
@@ -22,7 +23,8 @@ from edtalk.evaluation.experts import emotion_accuracy
 from edtalk.experts import emotion_net as emo
 from edtalk.train.experts import emotion_train
 from edtalk.train.experts.corpus import load_corpus
-from edtalk.train.experts.loop import Resume, run_fingerprint
+from edtalk.train.experts.loop import Resume, loss_ends, run_fingerprint
+from edtalk.train.experts.pretrained import check_pretrained, finetune_config, split_section
 from edtalk.params import section
 from pipeline.artifacts import publish_loss_curve, publish_summary
 from pipeline.common import announce, main_with_params
@@ -30,20 +32,18 @@ from pipeline.common import announce, main_with_params
 
 @task(cache_policy=NO_CACHE)
 def fit(features_dir: str, config: emotion_train.EmotionTrainConfig, out: str,
-        resume: Resume | None = None) -> dict[str, Any]:
-    result = emotion_train.train(load_corpus(features_dir, ("train",)), config, resume)
+        resume: Resume | None = None, start: str | None = None) -> dict[str, Any]:
+    """Train (or, from the pretrained file ``start``, fine-tune) and save the classifier."""
+    init = emo.load(start)[0] if start else None
+    result = emotion_train.train(load_corpus(features_dir, ("train",)), config, resume, init)
     emo.save_trained(result.net, out)
     # two phases, each counted from step 1: landmark pre-training (L1, px), then the classifier
     curves = {"loss": list(enumerate(result.losses, 1)),
               "landmark_l1_px": list(enumerate(result.landmark_losses, 1))}
     publish_loss_curve("train_emotion", {k: v for k, v in curves.items() if v},
                        f"{result.seconds:.1f} s")
-    summary = {"seconds": result.seconds, "loss_first": result.losses[0], "loss_last": result.losses[-1],
-               "config": result.config}
-    if result.landmark_losses:
-        summary.update(landmark_loss_px_first=result.landmark_losses[0],
-                       landmark_loss_px_last=result.landmark_losses[-1])
-    return summary
+    return {"seconds": result.seconds, **loss_ends(result.losses), "config": result.config,
+            **loss_ends(result.landmark_losses, "landmark_loss_px")}
 
 
 @task(cache_policy=NO_CACHE)
@@ -64,11 +64,19 @@ def train_emotion(params: dict[str, Any], features_dir: str = "data/features",
                   ckpt_dir: str = "models/evaluators/checkpoints/emotion") -> dict[str, Any]:
     ev = section(params, "evaluators")
     torch.set_num_threads(int(ev["threads"]))
-    config = emotion_train.EmotionTrainConfig(**ev["emotion"], seed=int(params["base"]["seed"]))
+    keys, plan = split_section(ev["emotion"])
+    config = emotion_train.EmotionTrainConfig(**keys, seed=int(params["base"]["seed"]))
+    origin = None
+    if plan is not None:
+        origin = check_pretrained(plan, features_dir, "evaluators.emotion.pretrained")
+        config = finetune_config(config, plan)
+    starts = [plan.path] if plan else []
     max_frames = section(params, "evaluate")["emotion_max_frames"]
-    resume = Resume(ckpt_dir, run_fingerprint(config, features_dir), int(ev["checkpoint_every"]),
+    resume = Resume(ckpt_dir, run_fingerprint(config, features_dir, *starts), int(ev["checkpoint_every"]),
                     int(ev["keep_checkpoints"]))
-    summary: dict[str, Any] = {"train": fit(features_dir, config, out, resume)}
+    summary: dict[str, Any] = {"train": fit(features_dir, config, out, resume, *starts)}
+    if origin is not None:
+        summary["train"]["pretrained"] = {"file": plan.path, **origin}
     fit_split = heldout(features_dir, out, "train", max_frames)
     summary["train"]["accuracy"] = fit_split["accuracy"]                                   # fit
     if "landmark_error_px" in fit_split:
@@ -77,7 +85,8 @@ def train_emotion(params: dict[str, Any], features_dir: str = "data/features",
         summary[split] = heldout(features_dir, out, split, max_frames)
     atomic.write_json(Path(report), summary)
     accs = ", ".join(f"{s} {summary[s]['accuracy']:.3f}" for s in ev["heldout_splits"])
-    message = (f"train_emotion: {summary[ev['heldout_splits'][0]]['backend']} trained in "
+    how = f"fine-tuned from {plan.path}" if plan else "trained"
+    message = (f"train_emotion: {summary[ev['heldout_splits'][0]]['backend']} {how} in "
                f"{summary['train']['seconds']:.1f} s; video accuracy {accs} (chance 0.125)")
     announce(message)
     publish_summary("train_emotion", summary)

@@ -21,7 +21,7 @@ from edtalk.data import atomic
 from edtalk.experts import landmark_net
 from edtalk.train.experts import landmark_train
 from edtalk.train.experts.corpus import load_corpus
-from edtalk.train.experts.loop import Resume, run_fingerprint
+from edtalk.train.experts.loop import Resume, loss_ends, run_fingerprint
 from edtalk.params import section
 from pipeline.artifacts import publish_loss_curve, publish_summary
 from pipeline.common import announce, main_with_params
@@ -34,7 +34,7 @@ def fit(features_dir: str, config: landmark_train.LandmarkTrainConfig, out: str,
     landmark_net.save(result.net, out)
     publish_loss_curve("train_landmarks", {"loss": list(enumerate(result.losses, 1))},
                        f"{result.seconds:.1f} s")
-    return {"seconds": result.seconds, "loss_first": result.losses[0], "loss_last": result.losses[-1],
+    return {"seconds": result.seconds, **loss_ends(result.losses),
             "config": result.config}
 
 

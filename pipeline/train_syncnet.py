@@ -3,7 +3,9 @@
 Writes ``models/evaluators/syncnet.pt`` (``edtalk.experts.syncnet.save_trained``; label
 ``syncnet:trained-here:w<width>-s<size>-d<dim>@<hash>``) and
 ``reports/evaluators/syncnet.json``: training time and loss, and the held-out offset
-accuracy (val + test clips, audio delayed by known numbers of frames). Step checkpoints
+accuracy (val + test clips, audio delayed by known numbers of frames). With
+`evaluators.syncnet.pretrained` it fine-tunes that shipped file (checked against this corpus,
+``edtalk.train.experts.pretrained``) instead of training from scratch. Step checkpoints
 under ``models/evaluators/checkpoints/syncnet`` let a killed run resume
 (``edtalk.train.experts.loop``).
 """
@@ -23,7 +25,8 @@ from edtalk.evaluation.experts import offset_accuracy
 from edtalk.experts import syncnet as sync
 from edtalk.train.experts import sync_train
 from edtalk.train.experts.corpus import audio_paths, load_corpus
-from edtalk.train.experts.loop import Resume, run_fingerprint
+from edtalk.train.experts.loop import Resume, loss_ends, run_fingerprint
+from edtalk.train.experts.pretrained import check_pretrained, finetune_config, split_section
 from edtalk.params import section
 from pipeline.artifacts import publish_loss_curve, publish_summary
 from pipeline.common import announce, main_with_params
@@ -31,13 +34,14 @@ from pipeline.common import announce, main_with_params
 
 @task(cache_policy=NO_CACHE)
 def fit(features_dir: str, config: sync_train.SyncTrainConfig, out: str,
-        resume: Resume | None = None) -> dict[str, Any]:
-    result = sync_train.train(load_corpus(features_dir, ("train",)), config, resume)
+        resume: Resume | None = None, start: str | None = None) -> dict[str, Any]:
+    """Train (or, from the pretrained file ``start``, fine-tune) and save the SyncNet."""
+    init = sync.load(start) if start else None
+    result = sync_train.train(load_corpus(features_dir, ("train",)), config, resume, init)
     sync.save_trained(result.net, out)
     publish_loss_curve("train_syncnet", {"loss": list(enumerate(result.losses, 1))},
                        f"{result.seconds:.1f} s")
-    return {"seconds": result.seconds, "loss_first": result.losses[0], "loss_last": result.losses[-1],
-            "config": result.config}
+    return {"seconds": result.seconds, **loss_ends(result.losses), "config": result.config}
 
 
 @task(cache_policy=NO_CACHE)
@@ -57,15 +61,24 @@ def train_syncnet(params: dict[str, Any], features_dir: str = "data/features",
                   ckpt_dir: str = "models/evaluators/checkpoints/syncnet") -> dict[str, Any]:
     ev = section(params, "evaluators")
     torch.set_num_threads(int(ev["threads"]))
-    config = sync_train.SyncTrainConfig(**ev["syncnet"], seed=int(params["base"]["seed"]))
-    resume = Resume(ckpt_dir, run_fingerprint(config, features_dir), int(ev["checkpoint_every"]),
+    keys, plan = split_section(ev["syncnet"])
+    config = sync_train.SyncTrainConfig(**keys, seed=int(params["base"]["seed"]))
+    origin = None
+    if plan is not None:
+        origin = check_pretrained(plan, features_dir, "evaluators.syncnet.pretrained")
+        config = finetune_config(config, plan)
+    starts = [plan.path] if plan else []
+    resume = Resume(ckpt_dir, run_fingerprint(config, features_dir, *starts), int(ev["checkpoint_every"]),
                     int(ev["keep_checkpoints"]))
-    summary = {"train": fit(features_dir, config, out, resume),
+    summary = {"train": fit(features_dir, config, out, resume, *starts),
                "heldout": heldout(features_dir, crop_dir, out, list(ev["heldout_splits"]),
                                   list(ev["sync_shifts"]))}
+    if origin is not None:
+        summary["train"]["pretrained"] = {"file": plan.path, **origin}
     atomic.write_json(Path(report), summary)
     h = summary["heldout"]
-    message = (f"train_syncnet: {h['backend']} trained in {summary['train']['seconds']:.1f} s; "
+    how = f"fine-tuned from {plan.path}" if plan else "trained"
+    message = (f"train_syncnet: {h['backend']} {how} in {summary['train']['seconds']:.1f} s; "
                f"held-out offset accuracy {h['offset_accuracy']:.3f} over {h['clips']} clips "
                f"x shifts {ev['sync_shifts']}; own audio within ±1 frame on {h.get('aligned_within_1')}, "
                f"told from shifted audio on {h.get('separated')}")

@@ -17,7 +17,9 @@ def tiny_params(**overrides: Any) -> dict[str, Any]:
                                        render_size=48)
     params["data"]["split"] = {"val": 1, "test": 1}
     params["crop"]["size"] = 32
-    params["train"]["autoencoder"]["pretrained"] = None   # the shipped file is for the default corpus
+    for section, stage in (("train", "autoencoder"), ("train", "mouth_pose"), ("train", "expression"),
+                           ("evaluators", "syncnet"), ("evaluators", "emotion")):
+        params[section][stage]["pretrained"] = None       # the shipped files are for the default corpus
     params["train"]["mouth_pose"]["emotions"] = None       # four clips need not include a neutral one
     for dotted, value in overrides.items():
         node = params

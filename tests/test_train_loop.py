@@ -253,6 +253,31 @@ def test_a_pretrained_autoencoder_must_not_have_seen_held_out_identities(feature
         run_stage(small_cfg("autoencoder", pretrained=str(tmp_path / "missing.pt")), features, tmp_path / "m", None)
 
 
+def test_a_later_stage_fine_tunes_a_pretrained_file_of_this_corpus_only(features, tmp_path, chain):
+    from edtalk.model import save_checkpoint
+    from edtalk.train.corpus_record import WrongCorpus, train_corpus_record
+    from tests.test_train_data import make_features
+
+    model, _ = load_checkpoint(chain / "train_mouth_pose" / "model.pt")
+    path = tmp_path / "mouth_pose.pt"
+    save_checkpoint(path, model, corpus=train_corpus_record(features), train_identities=["id0", "id1", "id2"])
+    cfg = small_cfg("mouth_pose", pretrained=str(path), finetune_steps=2, restart_navigation=True)
+    out = run_stage(cfg, features, tmp_path / "m", None)
+    assert out["finetuned_from"] == str(path) and out["step"] == 2
+    start, tuned = model.state_dict(), _state(tmp_path / "m" / "train_mouth_pose" / "model.pt")
+    trained = {n for n, p in model.named_parameters()
+               if any(p is q for q in model.group_parameters(*STAGES["mouth_pose"].groups))}
+    moved = {k for k in start if not torch.equal(start[k], tuned[k])}
+    assert moved and moved <= trained
+    # navigation continued from the file (not restarted): two steps move it only a little
+    assert max((tuned[k] - start[k]).abs().max().item() for k in moved) < 0.05
+    with pytest.raises(ValueError, match="finetune_steps > 0"):
+        run_stage(small_cfg("mouth_pose", pretrained=str(path), finetune_steps=0), features, tmp_path / "z", None)
+    other = make_features(tmp_path / "other", seed=1)
+    with pytest.raises(WrongCorpus, match="set train.mouth_pose.pretrained to null"):
+        run_stage(cfg, other, tmp_path / "o", None)
+
+
 def test_training_device_is_resolved_and_unavailable_ones_are_refused() -> None:
     from edtalk.train.loop import resolve_device
 

@@ -40,3 +40,23 @@ def test_psi_is_the_emotion_evaluator_when_its_checkpoint_exists(tmp_path):
     torch.testing.assert_close(feats, expected)
     feats.sum().backward()
     assert x.grad.abs().sum() > 0
+
+
+def test_a_saved_face_net_is_reused_only_for_the_same_pixels(tmp_path, monkeypatch):
+    from edtalk.train import motion_nets
+
+    torch.set_num_threads(1)
+    trained = []
+    real = motion_nets.train_face_net
+    monkeypatch.setattr(motion_nets, "train_face_net",
+                        lambda table, seed, steps: trained.append(steps) or real(table, seed, steps))
+    path = tmp_path / "face_net.pt"
+    same = FrameTable.load(make_features(tmp_path / "a"))
+    motion_nets.load_or_train_face_net(path, same, seed=0, steps=2)
+    motion_nets.load_or_train_face_net(path, same, seed=0, steps=2)
+    assert trained == [2]                                   # reused
+    # another corpus with the same frame count (a renderer change): trained afresh
+    other = FrameTable.load(make_features(tmp_path / "b", seed=1))
+    assert len(other) == len(same)
+    motion_nets.load_or_train_face_net(path, other, seed=0, steps=2)
+    assert trained == [2, 2]

@@ -32,7 +32,6 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
-import torchvision
 from torch import nn
 
 from edtalk.data.schema import EMOTIONS, N_LANDMARKS
@@ -143,6 +142,8 @@ class FrameAttentionNet(nn.Module):
         super().__init__()
         self.config = config
         if config.backbone == "resnet18":
+            import torchvision      # here: importing it costs ~2 s, and only Emotion-FAN needs it
+
             r = torchvision.models.resnet18(weights=None)
             self.conv1, self.bn1, self.relu, self.maxpool = r.conv1, r.bn1, r.relu, r.maxpool
             self.layer1, self.layer2, self.layer3, self.layer4 = r.layer1, r.layer2, r.layer3, r.layer4
@@ -245,13 +246,15 @@ def from_emotion_fan(path: str | os.PathLike, image_size: int = 224) -> FrameAtt
     return net.eval()
 
 
-def save_trained(net: FrameAttentionNet, path: str | os.PathLike) -> None:
-    """Save an in-pipeline classifier as ``{"config": {...}, "state_dict": {...}}``."""
+def save_trained(net: FrameAttentionNet, path: str | os.PathLike, pretrained: dict | None = None) -> None:
+    """Save an in-pipeline classifier as ``{"config": {...}, "state_dict": {...}}``; a shipped
+    pretrained file also carries ``pretrained`` (its recipe and corpus record)."""
     from edtalk.data import atomic
 
     cfg = asdict(net.config)
     buf = io.BytesIO()   # in memory: a file's archive name would make the bytes (and hash) vary
-    torch.save({"config": cfg, "state_dict": net.state_dict()}, buf)
+    torch.save({"config": cfg, "state_dict": net.state_dict(),
+                **({"pretrained": pretrained} if pretrained else {})}, buf)
     atomic.write_bytes(path, buf.getvalue())
 
 

@@ -186,14 +186,16 @@ def check_layout(state: dict, expected: dict, source: str = "state dict") -> Non
                          + "; ".join(p for p in parts if p))
 
 
-def save_trained(net: SyncNet, path: str | os.PathLike) -> None:
-    """Save an in-pipeline SyncNet as ``{"config": {...}, "state_dict": {...}}`` (weights_only-safe)."""
+def save_trained(net: SyncNet, path: str | os.PathLike, pretrained: dict | None = None) -> None:
+    """Save an in-pipeline SyncNet as ``{"config": {...}, "state_dict": {...}}`` (weights_only-safe);
+    a shipped pretrained file also carries ``pretrained`` (its recipe and corpus record)."""
     from edtalk.data import atomic
 
     cfg = {"width": float(net.config.width), "image_size": int(net.config.image_size),
            "embed_dim": int(net.config.embed_dim)}
     buf = io.BytesIO()   # in memory: a file's archive name would make the bytes (and hash) vary
-    torch.save({"config": cfg, "state_dict": net.state_dict()}, buf)
+    torch.save({"config": cfg, "state_dict": net.state_dict(),
+                **({"pretrained": pretrained} if pretrained else {})}, buf)
     atomic.write_bytes(path, buf.getvalue())
 
 

@@ -26,7 +26,6 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from torchvision.models import vgg
 from torch import nn
 
 log = logging.getLogger(__name__)
@@ -70,6 +69,8 @@ class PerceptualFeatures(nn.Module):
             self.net: nn.Module = ImageGradients()
             self.slices = None
         elif kind in ("imagenet_vgg19", "random_vgg19"):
+            from torchvision.models import vgg      # here: importing torchvision costs ~2 s per process
+
             features = vgg.make_layers(vgg.cfgs["E"], batch_norm=False)[: SLICE_ENDS[-1]]  # vgg19.features
             if kind == "imagenet_vgg19":
                 path = imagenet_vgg19_path()

@@ -61,8 +61,10 @@ class StageConfig:
     identity_copy_init: bool = True    # fresh E and G start at the still identity (stages.identity_copy_start)
     pairs: str = "clip"                # autoencoder: identity/driving frames from one clip | one identity
     source_affine: float = 0.0         # autoencoder: random similarity warp of the identity frame
-    pretrained: str | None = None      # autoencoder: official EDTalk.pt / LIA weights to load instead
-    finetune_steps: int = 0            # autoencoder: steps trained on the pretrained file (0 = load only)
+    pretrained: str | None = None      # a file to start from instead of the previous stage's model
+                                       # (autoencoder: official EDTalk.pt or ours, loaded as it is;
+                                       # mouth_pose, expression: ours, scripts/pretrain_stage.py)
+    finetune_steps: int = 0            # steps trained on the pretrained file (autoencoder: 0 = load only)
     emotions: tuple[str, ...] | None = None   # train on clips of these emotions only (None = all):
                                        # the paper's mouth-pose stage sees HDTF alone (§4.1)
     restart_navigation: bool = False   # mouth_pose: fresh MLN, PLN, trunk on the loaded E, G

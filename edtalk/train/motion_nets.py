@@ -34,6 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from edtalk.data.atomic import atomic_path
+from edtalk.data.resume import file_key
 from edtalk.experts import emotion_net
 
 from .data import FrameTable, step_rng
@@ -88,8 +89,12 @@ def train_face_net(table: FrameTable, seed: int, steps: int, batch: int = 32,
 
 
 def load_or_train_face_net(path: Path, table: FrameTable, seed: int, steps: int) -> FaceNet:
-    """The saved net when it was trained with this seed, step count and corpus; else train it."""
-    key = f"seed={seed},steps={steps},frames={len(table)},rows={int(table.pixel_index.sum())}"
+    """The saved net when it was trained with this seed, step count and corpus; else train it.
+
+    The corpus part of the key hashes the pixel cache's bytes: a regenerated corpus with the
+    same frame count (new emotion strengths, say) must not reuse a net fitted to the old one."""
+    key = (f"seed={seed},steps={steps},frames={len(table)},rows={int(table.pixel_index.sum())},"
+           f"pixels={file_key(table.pixels.path)}")
     if path.is_file():
         saved = torch.load(path, map_location="cpu", weights_only=True)
         if saved.get("key") == key:

@@ -27,6 +27,7 @@ from edtalk.model import EDTalk, load_checkpoint, save_checkpoint
 from edtalk.params import load_params
 
 from .config import StageConfig, stage_config
+from .corpus_record import check_corpus_record
 from .data import FrameTable, step_rng
 from .loop import build, resolve_device, train
 from .losses import Perceptual
@@ -111,14 +112,20 @@ def _run_stage(cfg: StageConfig, features_dir: str | Path, models_dir: str | Pat
     summary: dict[str, Any] = {"stage": cfg.stage, "world_size": size}
     if cfg.emotions is not None:
         summary["emotions"] = list(cfg.emotions)
-    finetune = cfg.stage == "autoencoder" and cfg.pretrained and cfg.finetune_steps > 0
-    if cfg.stage == "autoencoder" and cfg.pretrained:
+    finetune = bool(cfg.pretrained) and cfg.finetune_steps > 0
+    if cfg.pretrained:
         if not Path(cfg.pretrained).is_file():
-            raise FileNotFoundError(f"train.autoencoder.pretrained: {cfg.pretrained} does not exist "
-                                    "(set it to null to train the autoencoder here)")
+            raise FileNotFoundError(f"train.{cfg.stage}.pretrained: {cfg.pretrained} does not exist "
+                                    f"(set it to null to train the {cfg.stage} stage here)")
         model, extra = load_checkpoint(cfg.pretrained)      # official EDTalk.pt or one of ours
         _check_frame_size(model, table)
-        check_pretrained_identities(extra, table, features_dir, cfg.pretrained)
+        if "corpus" in extra:           # ours since the corpus record (edtalk.train.corpus_record)
+            check_corpus_record(extra["corpus"], features_dir, cfg.pretrained, f"train.{cfg.stage}.pretrained")
+        else:
+            check_pretrained_identities(extra, table, features_dir, cfg.pretrained)
+        if cfg.stage != "autoencoder" and not finetune:
+            raise ValueError(f"train.{cfg.stage}.pretrained needs finetune_steps > 0: the stage trains "
+                             "on the pretrained file")
     if finetune:                        # the pretrained file is the start; train finetune_steps on it
         cfg = replace(cfg, steps=cfg.finetune_steps)
         summary["finetuned_from"] = str(cfg.pretrained)
@@ -141,9 +148,9 @@ def _run_stage(cfg: StageConfig, features_dir: str | Path, models_dir: str | Pat
         init = Path(cfg.pretrained)
     model, disc = build(cfg, init)
     _check_frame_size(model, table)
-    if cfg.stage == "expression" and cfg.neutral_start:
+    if cfg.stage == "expression" and cfg.neutral_start and not finetune:
         neutral_start(model)            # a resumed run's checkpoint overwrites this
-    if cfg.stage == "mouth_pose" and cfg.restart_navigation:
+    if cfg.stage == "mouth_pose" and cfg.restart_navigation and not finetune:
         restart_navigation(model, cfg.seed)
     perceptual = Perceptual(cfg.perceptual, seed=cfg.seed)
     nets, names = [], []
@@ -167,7 +174,8 @@ def _run_stage(cfg: StageConfig, features_dir: str | Path, models_dir: str | Pat
         summary.update(validate(model, cfg.stage, features_dir, cfg.val_frames, cfg.seed))
         save_checkpoint(out_dir / "model.pt", model, disc=disc.state_dict() if disc is not None else {},
                         stage=cfg.stage, step=result.step, perceptual=perceptual.name,
-                        mot_networks=list(names), train_identities=sorted(table.identity_names))
+                        mot_networks=list(names), train_identities=sorted(table.identity_names),
+                        **({"finetuned_from": str(cfg.pretrained)} if finetune else {}))
     if result.live is not None:
         for k, v in summary.items():     # numbers only; "a/b" nests as DVCLive's own metrics do
             if isinstance(v, (int, float)) and not k.startswith("loss/"):

@@ -56,6 +56,7 @@ class EmotionTrainConfig:
     frames_per_clip: int = 8
     lr: float = 3e-3
     weight_decay: float = 1e-3
+    identity_swap: float = 0.0    # "landmarks": chance a clip's shape is moved to another train identity's
     seed: int = 0
 
 
@@ -113,18 +114,21 @@ def _evenly(n: int, k: int) -> np.ndarray:
 
 
 def train(clips: list[Clip], config: EmotionTrainConfig = EmotionTrainConfig(),
-          resume: Resume | None = None) -> EmotionTrainResult:
-    """Train from scratch on labelled ``clips``, resuming from ``resume``'s checkpoints when
-    given (one sub-folder per phase: ``landmarks``, ``classifier``); the network is
-    returned in eval mode. A call that ``resume.stop_after`` ends early returns the
-    network unfinished."""
+          resume: Resume | None = None, init: emo.FrameAttentionNet | None = None) -> EmotionTrainResult:
+    """Train on labelled ``clips``, from scratch or fine-tuning ``init`` (a pretrained net of
+    the same backbone, changed in place), resuming from ``resume``'s checkpoints when given
+    (one sub-folder per phase: ``landmarks``, ``classifier``); the network is returned in
+    eval mode. A call that ``resume.stop_after`` ends early returns the network unfinished."""
     clips = [c for c in clips if c.label >= 0]
     if not clips:
         raise ValueError("no clip with a known emotion label")
+    if init is not None and init.config.backbone != config.backbone:
+        raise ValueError(f"the pretrained classifier has backbone {init.config.backbone!r}, "
+                         f"the config asks for {config.backbone!r}")
     if config.backbone == "landmarks":
-        return _train_landmarks(clips, config, resume)
+        return _train_landmarks(clips, config, resume, init)
     if config.backbone == "small":
-        return _train_small(clips, config, resume)
+        return _train_small(clips, config, resume, init)
     raise ValueError(f"backbone must be 'landmarks' or 'small', got {config.backbone!r}")
 
 
@@ -132,12 +136,21 @@ def _phase(resume: Resume | None, name: str, done: int = 0) -> Resume | None:
     return None if resume is None else resume.phase(name, done)
 
 
-def _train_landmarks(clips: list[Clip], config: EmotionTrainConfig, resume: Resume | None
-                     ) -> EmotionTrainResult:
+def _new_or_init(init: emo.FrameAttentionNet | None, config: emo.EmotionConfig) -> emo.FrameAttentionNet:
+    if init is None:
+        return emo.FrameAttentionNet(config)
+    if init.config.image_size != config.image_size:
+        raise ValueError(f"the pretrained classifier takes {init.config.image_size} px frames, "
+                         f"the corpus has {config.image_size} px")
+    return init.train()
+
+
+def _train_landmarks(clips: list[Clip], config: EmotionTrainConfig, resume: Resume | None,
+                     init: emo.FrameAttentionNet | None = None) -> EmotionTrainResult:
     size = clips[0].frames.shape[1]
     rng = seed_everything(config.seed)
-    net = emo.FrameAttentionNet(emo.EmotionConfig("landmarks", size, config.width, config.dropout,
-                                                  config.hidden))
+    net = _new_or_init(init, emo.EmotionConfig("landmarks", size, config.width, config.dropout,
+                                               config.hidden))
     # Phase 1: the landmark heatmaps, on every valid frame of the train clips.
     frames, points = valid_landmark_frames(clips)
     points = points / size
@@ -158,12 +171,13 @@ def _train_landmarks(clips: list[Clip], config: EmotionTrainConfig, resume: Resu
     first = train_steps(net.landmarker, lm_opt, config.landmark_steps, config.landmark_lr,
                         landmark_loss, rng, _phase(resume, "landmarks"))
     if not first.finished:
-        return EmotionTrainResult(net.eval(), [], first.seconds, asdict(config), first.losses["l1"])
+        return EmotionTrainResult(net.eval(), [], first.seconds, asdict(config), first.losses.get("l1", []))
     # Phase 2: the classifier on the points the network predicts for the train clips.
     with torch.no_grad():
         predicted = [net.landmarker(emo.to_input(c.frames[_evenly(len(c.frames), config.head_frames)],
                                                  size)) for c in clips]
     net.fit_shape_statistics(torch.cat(predicted))
+    swap = _IdentitySwap(net, clips, predicted)
     net.landmarker.requires_grad_(False)
     head_params = [p for n, p in net.named_parameters() if not n.startswith("landmarker.")]
     opt = torch.optim.AdamW(head_params, lr=config.lr, weight_decay=config.weight_decay)
@@ -174,9 +188,12 @@ def _train_landmarks(clips: list[Clip], config: EmotionTrainConfig, resume: Resu
         chunks = []
         for c in picks:
             pts = predicted[int(c)]
-            chunks.append(pts[np.sort(rng.choice(len(pts), size=min(config.frames_per_clip, len(pts)),
-                                                 replace=False))])
-        feats = net.shape_embedding(torch.cat(chunks)).split([len(x) for x in chunks])
+            shape = net.shape_features(pts[np.sort(rng.choice(len(pts), size=min(config.frames_per_clip,
+                                                                                 len(pts)), replace=False))])
+            if config.identity_swap and rng.random() < config.identity_swap:
+                shape = swap(shape, clips[int(c)].identity, rng)
+            chunks.append(shape)
+        feats = net.shape_mlp(torch.cat(chunks)).split([len(x) for x in chunks])
         logits = torch.stack([net.head(f) for f in feats])
         return {"loss": F.cross_entropy(logits, torch.tensor([clips[int(c)].label for c in picks]))}
 
@@ -184,13 +201,34 @@ def _train_landmarks(clips: list[Clip], config: EmotionTrainConfig, resume: Resu
                          _phase(resume, "classifier", first.ran))
     net.landmarker.requires_grad_(True)
     return EmotionTrainResult(net.eval(), second.losses.get("loss", []), first.seconds + second.seconds,
-                              asdict(config), first.losses["l1"])
+                              asdict(config), first.losses.get("l1", []))
 
 
-def _train_small(clips: list[Clip], config: EmotionTrainConfig, resume: Resume | None) -> EmotionTrainResult:
+class _IdentitySwap:
+    """Moves a clip's aligned shapes from its identity to another train identity: minus the
+    mean shape of its identity's clips, plus another's. The train split has few identities,
+    each in a few emotions; the classifier otherwise learns which face shapes it has seen
+    in which emotion, and reads an unseen face's build as an emotion (held-out accuracy
+    0.72 -> 0.88 over four seeds on the default corpus, README)."""
+
+    def __init__(self, net: emo.FrameAttentionNet, clips: list[Clip], predicted: list[torch.Tensor]) -> None:
+        with torch.no_grad():
+            by_identity: dict[str, list[torch.Tensor]] = {}
+            for clip, pts in zip(clips, predicted):
+                by_identity.setdefault(clip.identity, []).append(net.shape_features(pts))
+            self.means = {k: torch.cat(v).mean(0) for k, v in sorted(by_identity.items())}
+        self.names = list(self.means)
+
+    def __call__(self, shape: torch.Tensor, identity: str, rng: np.random.Generator) -> torch.Tensor:
+        other = self.names[int(rng.integers(len(self.names)))]
+        return shape - self.means[identity] + self.means[other]
+
+
+def _train_small(clips: list[Clip], config: EmotionTrainConfig, resume: Resume | None,
+                 init: emo.FrameAttentionNet | None = None) -> EmotionTrainResult:
     size = clips[0].frames.shape[1]
     rng = seed_everything(config.seed)
-    net = emo.FrameAttentionNet(emo.EmotionConfig("small", size, config.width, config.dropout))
+    net = _new_or_init(init, emo.EmotionConfig("small", size, config.width, config.dropout))
     opt = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
 
     def batch_loss() -> dict[str, torch.Tensor]:
@@ -209,7 +247,7 @@ def _train_small(clips: list[Clip], config: EmotionTrainConfig, resume: Resume |
         return {"loss": F.cross_entropy(torch.stack(logits), torch.tensor(labels))}
 
     run = train_steps(net, opt, config.steps, config.lr, batch_loss, rng, _phase(resume, "classifier"))
-    return EmotionTrainResult(net, run.losses["loss"], run.seconds, asdict(config))
+    return EmotionTrainResult(net, run.losses.get("loss", []), run.seconds, asdict(config))
 
 
 @torch.inference_mode()

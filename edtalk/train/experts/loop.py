@@ -42,11 +42,13 @@ class Resume:
         return replace(self, ckpt_dir=Path(self.ckpt_dir) / name, stop_after=left)
 
 
-def run_fingerprint(config: Any, features_dir: str | Path) -> str:
+def run_fingerprint(config: Any, features_dir: str | Path, *starts: str | Path) -> str:
     """What an expert's weights depend on: its config (``steps`` included, since the
-    one-cycle schedule spans it) and the corpus files it reads."""
+    one-cycle schedule spans it), the corpus files it reads and the files it starts from
+    (a pretrained evaluator it fine-tunes)."""
     return fingerprint(run_config(config), {"steps": config.steps},
-                       *(file_key(Path(features_dir) / name) for name in CORPUS_FILES))
+                       *(file_key(Path(features_dir) / name) for name in CORPUS_FILES),
+                       *(file_key(path) for path in starts))
 
 
 class Sampler:
@@ -106,6 +108,9 @@ def train_steps(net: torch.nn.Module, opt: torch.optim.Optimizer, steps: int, lr
     from and checkpoints to ``resume.ckpt_dir``; without, it runs start to end in a
     temporary folder.
     """
+    if steps <= 0:      # a pretrained net only verified, not fine-tuned
+        net.eval()
+        return Phase({}, 0.0, True, 0)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, lr, total_steps=steps)
     history = History()
 
@@ -123,3 +128,8 @@ def train_steps(net: torch.nn.Module, opt: torch.optim.Optimizer, steps: int, lr
                            resume.fingerprint, stop_after=resume.stop_after)
     return Phase(history.values, history.seconds + result.seconds, result.step >= steps,
                  result.step - result.resumed_from)
+
+
+def loss_ends(losses: list[float], prefix: str = "loss") -> dict[str, float]:
+    """``{prefix}_first`` and ``{prefix}_last`` of a run's losses; empty when it took no step."""
+    return {f"{prefix}_first": losses[0], f"{prefix}_last": losses[-1]} if losses else {}

@@ -110,15 +110,19 @@ def expert_loss(v: torch.Tensor, a: torch.Tensor, y: torch.Tensor, norm_weight: 
 
 
 def train(clips: list[Clip], config: SyncTrainConfig = SyncTrainConfig(),
-          resume: Resume | None = None) -> SyncTrainResult:
-    """Train from scratch on ``clips`` (train split), resuming from ``resume``'s checkpoints
-    when given; the network is returned in eval mode."""
+          resume: Resume | None = None, init: sync.SyncNet | None = None) -> SyncTrainResult:
+    """Train on ``clips`` (train split), from scratch or fine-tuning ``init`` (a pretrained
+    net, changed in place), resuming from ``resume``'s checkpoints when given; the network
+    is returned in eval mode."""
     if not clips:
         raise ValueError("no training clips")
     size = clips[0].frames.shape[1]
     rng = seed_everything(config.seed)
-    net = sync.SyncNet(sync.SyncConfig(config.width, size, config.embed_dim))
+    net = init if init is not None else sync.SyncNet(sync.SyncConfig(config.width, size, config.embed_dim))
+    if net.config.image_size != size:
+        raise ValueError(f"the SyncNet takes {net.config.image_size} px frames, the corpus has {size} px")
     net.trained_here = True
+    net.train()
     opt = torch.optim.Adam(net.parameters(), lr=config.lr)
 
     def batch_loss() -> dict[str, torch.Tensor]:
@@ -127,4 +131,4 @@ def train(clips: list[Clip], config: SyncTrainConfig = SyncTrainConfig(),
         return {"loss": expert_loss(net.forward_lip(lip), net.forward_aud(aud), y, config.norm_weight)}
 
     run = train_steps(net, opt, config.steps, config.lr, batch_loss, rng, resume)
-    return SyncTrainResult(net, run.losses["loss"], run.seconds, asdict(config))
+    return SyncTrainResult(net, run.losses.get("loss", []), run.seconds, asdict(config))

@@ -1,0 +1,85 @@
+"""Pretrain one EDTalk training stage for longer than the pipeline's budget.
+
+The paper starts from pretrained networks (LIA's autoencoder) and trains each stage to
+convergence; on 2 CPU cores `dvc repro` affords a few minutes per stage. This script runs
+the very same stage (``edtalk.train.run_stage`` with ``params.yaml``'s `train.<stage>`
+recipe, only more steps; resumable from its work folder) on the train split, starting from
+``--start`` (the previous stage's file), and writes a checkpoint that records its training
+corpus (``edtalk.train.corpus_record``) for `train.<stage>.pretrained`. The stage refuses
+such a file for another corpus and fine-tunes it for `finetune_steps`. Deterministic on
+CPU with one thread: the command reproduces the file.
+
+    python scripts/pretrain_stage.py autoencoder --steps 12000 --out pretrained/edtalk-tiny-autoencoder.pt
+    python scripts/pretrain_stage.py mouth_pose --steps 5000 \\
+        --start pretrained/edtalk-tiny-autoencoder.pt --out pretrained/edtalk-tiny-mouth-pose.pt
+    python scripts/pretrain_stage.py expression --steps 3000 \\
+        --start pretrained/edtalk-tiny-mouth-pose.pt --emotion pretrained/edtalk-tiny-emotion.pt \\
+        --out pretrained/edtalk-tiny-expression.pt
+
+(`pretrained/edtalk-tiny-autoencoder.pt` was made by the first command under this script's
+earlier name, ``scripts/pretrain_autoencoder.py``, which its recipe field still names.)
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import time
+from pathlib import Path
+
+from edtalk.model import load_checkpoint, save_checkpoint
+from edtalk.params import load_params
+from edtalk.train import run_stage, stage_config
+from edtalk.train.config import STAGES
+from edtalk.train.corpus_record import train_corpus_record
+from edtalk.train.run import DIRS, PREVIOUS
+
+
+def main(argv: list[str] | None = None) -> Path:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("stage", choices=STAGES)
+    ap.add_argument("--params", default="params.yaml")
+    ap.add_argument("--features", default="data/features")
+    ap.add_argument("--steps", type=int, required=True)
+    ap.add_argument("--start", default=None, help="the previous stage's model (mouth_pose, expression)")
+    ap.add_argument("--emotion", default=None,
+                    help="expression: the emotion evaluator used as psi of L_mot (Eq. 9)")
+    ap.add_argument("--work", default=None, help="models folder of the run (checkpoints: resumable); "
+                    "default data/cache/pretrain_<stage>")
+    ap.add_argument("--out", required=True)
+    args = ap.parse_args(argv)
+    params = load_params(args.params)
+    work = Path(args.work or f"data/cache/pretrain_{args.stage}")
+    overrides = {"steps": args.steps, "pretrained": None, "finetune_steps": 0,
+                 "checkpoint_every": 500, "keep_checkpoints": 2, "threads": 1}
+    if args.stage == "expression":
+        if not args.emotion:
+            ap.error("expression needs --emotion (psi of L_mot)")
+        overrides["emotion_checkpoint"] = args.emotion
+    if args.stage in PREVIOUS:
+        if not args.start:
+            ap.error(f"{args.stage} needs --start (the {PREVIOUS[args.stage]} stage's model)")
+        start = work / DIRS[PREVIOUS[args.stage]] / "model.pt"
+        start.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(args.start, start)
+    cfg = stage_config(params, args.stage, **overrides)
+    t0 = time.perf_counter()
+    summary = run_stage(cfg, args.features, work, None)
+    if summary["step"] < args.steps:
+        raise SystemExit(f"stopped at step {summary['step']} of {args.steps}; run again to resume")
+    model, extra = load_checkpoint(work / DIRS[args.stage] / "model.pt")
+    recipe = f"scripts/pretrain_stage.py {args.stage} --steps {args.steps} (params train.{args.stage})"
+    save_checkpoint(Path(args.out), model, stage=args.stage, step=extra["step"],
+                    train_identities=extra["train_identities"], seed=cfg.seed, recipe=recipe,
+                    mot_networks=extra.get("mot_networks", []),
+                    corpus=train_corpus_record(args.features),
+                    val_l1=summary.get("val/l1", float("nan")),
+                    val_l1_still_identity=summary.get("val/l1_still_identity", float("nan")))
+    print(f"{args.out}: {args.stage} {args.steps} steps, val L1 {summary.get('val/l1', float('nan')):.4f} "
+          f"(still identity {summary.get('val/l1_still_identity', float('nan')):.4f}), "
+          f"{time.perf_counter() - t0:.0f} s", flush=True)
+    return Path(args.out)
+
+
+if __name__ == "__main__":
+    main()
