@@ -23,8 +23,8 @@ from edtalk.evaluation.experts import emotion_accuracy
 from edtalk.experts import emotion_net as emo
 from edtalk.train.experts import emotion_train
 from edtalk.train.experts.corpus import load_corpus
-from edtalk.train.experts.loop import Resume, loss_ends, run_fingerprint
-from edtalk.train.experts.pretrained import check_pretrained, finetune_config, split_section
+from edtalk.train.experts.loop import Resume, loss_ends
+from edtalk.train.experts.pretrained import plan_training
 from edtalk.params import section
 from pipeline.artifacts import publish_loss_curve, publish_summary
 from pipeline.common import announce, main_with_params
@@ -64,19 +64,11 @@ def train_emotion(params: dict[str, Any], features_dir: str = "data/features",
                   ckpt_dir: str = "models/evaluators/checkpoints/emotion") -> dict[str, Any]:
     ev = section(params, "evaluators")
     torch.set_num_threads(int(ev["threads"]))
-    keys, plan = split_section(ev["emotion"])
-    config = emotion_train.EmotionTrainConfig(**keys, seed=int(params["base"]["seed"]))
-    origin = None
-    if plan is not None:
-        origin = check_pretrained(plan, features_dir, "evaluators.emotion.pretrained")
-        config = finetune_config(config, plan)
-    starts = [plan.path] if plan else []
+    plan = plan_training(ev, "emotion", emotion_train.EmotionTrainConfig, int(params["base"]["seed"]),
+                         features_dir, ckpt_dir)
     max_frames = section(params, "evaluate")["emotion_max_frames"]
-    resume = Resume(ckpt_dir, run_fingerprint(config, features_dir, *starts), int(ev["checkpoint_every"]),
-                    int(ev["keep_checkpoints"]))
-    summary: dict[str, Any] = {"train": fit(features_dir, config, out, resume, *starts)}
-    if origin is not None:
-        summary["train"]["pretrained"] = {"file": plan.path, **origin}
+    summary: dict[str, Any] = {"train": {**fit(features_dir, plan.config, out, plan.resume, plan.start),
+                                         **plan.report()}}
     fit_split = heldout(features_dir, out, "train", max_frames)
     summary["train"]["accuracy"] = fit_split["accuracy"]                                   # fit
     if "landmark_error_px" in fit_split:
@@ -85,7 +77,7 @@ def train_emotion(params: dict[str, Any], features_dir: str = "data/features",
         summary[split] = heldout(features_dir, out, split, max_frames)
     atomic.write_json(Path(report), summary)
     accs = ", ".join(f"{s} {summary[s]['accuracy']:.3f}" for s in ev["heldout_splits"])
-    how = f"fine-tuned from {plan.path}" if plan else "trained"
+    how = f"fine-tuned from {plan.start}" if plan.start else "trained"
     message = (f"train_emotion: {summary[ev['heldout_splits'][0]]['backend']} {how} in "
                f"{summary['train']['seconds']:.1f} s; video accuracy {accs} (chance 0.125)")
     announce(message)

@@ -25,8 +25,8 @@ from edtalk.evaluation.experts import offset_accuracy
 from edtalk.experts import syncnet as sync
 from edtalk.train.experts import sync_train
 from edtalk.train.experts.corpus import audio_paths, load_corpus
-from edtalk.train.experts.loop import Resume, loss_ends, run_fingerprint
-from edtalk.train.experts.pretrained import check_pretrained, finetune_config, split_section
+from edtalk.train.experts.loop import Resume, loss_ends
+from edtalk.train.experts.pretrained import plan_training
 from edtalk.params import section
 from pipeline.artifacts import publish_loss_curve, publish_summary
 from pipeline.common import announce, main_with_params
@@ -61,23 +61,14 @@ def train_syncnet(params: dict[str, Any], features_dir: str = "data/features",
                   ckpt_dir: str = "models/evaluators/checkpoints/syncnet") -> dict[str, Any]:
     ev = section(params, "evaluators")
     torch.set_num_threads(int(ev["threads"]))
-    keys, plan = split_section(ev["syncnet"])
-    config = sync_train.SyncTrainConfig(**keys, seed=int(params["base"]["seed"]))
-    origin = None
-    if plan is not None:
-        origin = check_pretrained(plan, features_dir, "evaluators.syncnet.pretrained")
-        config = finetune_config(config, plan)
-    starts = [plan.path] if plan else []
-    resume = Resume(ckpt_dir, run_fingerprint(config, features_dir, *starts), int(ev["checkpoint_every"]),
-                    int(ev["keep_checkpoints"]))
-    summary = {"train": fit(features_dir, config, out, resume, *starts),
+    plan = plan_training(ev, "syncnet", sync_train.SyncTrainConfig, int(params["base"]["seed"]),
+                         features_dir, ckpt_dir)
+    summary = {"train": {**fit(features_dir, plan.config, out, plan.resume, plan.start), **plan.report()},
                "heldout": heldout(features_dir, crop_dir, out, list(ev["heldout_splits"]),
                                   list(ev["sync_shifts"]))}
-    if origin is not None:
-        summary["train"]["pretrained"] = {"file": plan.path, **origin}
     atomic.write_json(Path(report), summary)
     h = summary["heldout"]
-    how = f"fine-tuned from {plan.path}" if plan else "trained"
+    how = f"fine-tuned from {plan.start}" if plan.start else "trained"
     message = (f"train_syncnet: {h['backend']} {how} in {summary['train']['seconds']:.1f} s; "
                f"held-out offset accuracy {h['offset_accuracy']:.3f} over {h['clips']} clips "
                f"x shifts {ev['sync_shifts']}; own audio within ±1 frame on {h.get('aligned_within_1')}, "

@@ -9,13 +9,14 @@ refused with the first differing keys. Writes are atomic (temp file + rename).
 
 from __future__ import annotations
 
+import io
 import os
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from edtalk.data.atomic import atomic_path
+from edtalk.data.atomic import write_bytes
 
 from .config import EDTalkConfig, profile
 from .edtalk import EDTalk
@@ -78,10 +79,15 @@ def load_official(path: str | os.PathLike, model: EDTalk | None = None) -> EDTal
 
 
 def save_checkpoint(path: str | os.PathLike, model: EDTalk, **extra: Any) -> None:
-    """Atomically write {"format", "config", "gen": state_dict, **extra}."""
+    """Atomically write {"format", "config", "gen": state_dict, **extra}.
+
+    Serialised in memory first: saved to a path, the zip archive is named after the
+    temporary file, so the same weights would give other bytes and DVC would re-run every
+    stage downstream of an unchanged model."""
     payload = {"format": FORMAT, "config": model.cfg.to_dict(), OFFICIAL_KEY: model.state_dict(), **extra}
-    with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
+    buf = io.BytesIO()
+    torch.save(payload, buf)
+    write_bytes(path, buf.getvalue())
 
 
 def load_checkpoint(path: str | os.PathLike, model: EDTalk | None = None) -> tuple[EDTalk, dict[str, Any]]:

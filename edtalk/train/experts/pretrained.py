@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from edtalk.train.corpus_record import WrongCorpus, check_corpus_record
+from edtalk.train.experts.loop import Resume, run_fingerprint
 from edtalk.weights import load_state_dict
 
 PRETRAIN_KEYS = ("pretrained", "finetune_steps", "finetune_lr", "finetune_landmark_steps",
@@ -76,3 +77,35 @@ def check_pretrained(plan: FineTune, features_dir: str | Path, setting: str) -> 
     info = pretrained_info(plan.path)
     check_corpus_record(info.get("corpus"), features_dir, plan.path, setting)
     return {k: v for k, v in info.items() if k != "corpus"}
+
+
+@dataclass(frozen=True)
+class TrainingPlan:
+    """What an evaluator stage trains: the trainer config, where it resumes from, and the
+    pretrained file it starts from (``start``; None = from scratch) with that file's info."""
+
+    config: Any
+    resume: Resume
+    start: str | None = None
+    origin: dict[str, Any] | None = None
+
+    def report(self) -> dict[str, Any]:
+        """The ``pretrained`` entry of the stage's report (empty when trained from scratch)."""
+        return {} if self.start is None else {"pretrained": {"file": self.start, **(self.origin or {})}}
+
+
+def plan_training(ev: dict[str, Any], name: str, config_type: type, seed: int, features_dir: str | Path,
+                  ckpt_dir: str | Path) -> TrainingPlan:
+    """The resolved `evaluators` section's ``name`` entry as a :class:`TrainingPlan`: a
+    named pretrained file is checked against this corpus (:class:`WrongCorpus` otherwise)
+    and fine-tuned; the resume fingerprint covers it."""
+    keys, plan = split_section(ev[name])
+    config = config_type(**keys, seed=seed)
+    origin = None
+    if plan is not None:
+        origin = check_pretrained(plan, features_dir, f"evaluators.{name}.pretrained")
+        config = finetune_config(config, plan)
+    starts = [plan.path] if plan else []
+    resume = Resume(ckpt_dir, run_fingerprint(config, features_dir, *starts), int(ev["checkpoint_every"]),
+                    int(ev["keep_checkpoints"]))
+    return TrainingPlan(config, resume, plan.path if plan else None, origin)
