@@ -66,7 +66,7 @@ def validate(model: EDTalk, stage: str, features_dir: str | Path, n: int, seed: 
 
 
 def check_pretrained_identities(extra: dict[str, Any], train: FrameTable, features_dir: str | Path,
-                                source: str | Path) -> None:
+                                source: str | Path, setting: str = "train.autoencoder.pretrained") -> None:
     """Refuse a checkpoint of ours whose training identities are held out here (val/test)
     or that was trained on another corpus (none of its identities in this train split).
     Official files carry no such record and are taken as they are."""
@@ -77,10 +77,10 @@ def check_pretrained_identities(extra: dict[str, Any], train: FrameTable, featur
     held = set(frames.loc[frames["split"].isin(["val", "test"]), "identity"].astype(str))
     if trained & held:
         raise ValueError(f"{source} was trained on identities that are held out here: "
-                         f"{sorted(trained & held)[:5]}; set train.autoencoder.pretrained to null")
+                         f"{sorted(trained & held)[:5]}; set {setting} to null")
     if not trained & set(train.identity_names):
         raise ValueError(f"{source} was trained on another corpus (none of its {len(trained)} identities "
-                         "is in this train split); set train.autoencoder.pretrained to null")
+                         f"is in this train split); set {setting} to null")
 
 
 def run_stage(cfg: StageConfig, features_dir: str | Path = "data/features", models_dir: str | Path = "models",
@@ -119,10 +119,11 @@ def _run_stage(cfg: StageConfig, features_dir: str | Path, models_dir: str | Pat
                                     f"(set it to null to train the {cfg.stage} stage here)")
         model, extra = load_checkpoint(cfg.pretrained)      # official EDTalk.pt or one of ours
         _check_frame_size(model, table)
+        setting = f"train.{cfg.stage}.pretrained"
         if "corpus" in extra:           # ours since the corpus record (edtalk.train.corpus_record)
-            check_corpus_record(extra["corpus"], features_dir, cfg.pretrained, f"train.{cfg.stage}.pretrained")
+            check_corpus_record(extra["corpus"], features_dir, cfg.pretrained, setting)
         else:
-            check_pretrained_identities(extra, table, features_dir, cfg.pretrained)
+            check_pretrained_identities(extra, table, features_dir, cfg.pretrained, setting)
         if cfg.stage != "autoencoder" and not finetune:
             raise ValueError(f"train.{cfg.stage}.pretrained needs finetune_steps > 0: the stage trains "
                              "on the pretrained file")
