@@ -254,6 +254,8 @@ def test_a_pretrained_autoencoder_must_not_have_seen_held_out_identities(feature
 
 
 def test_a_later_stage_fine_tunes_a_pretrained_file_of_this_corpus_only(features, tmp_path, chain):
+    import shutil
+
     from edtalk.model import save_checkpoint
     from edtalk.train.corpus_record import WrongCorpus, train_corpus_record
     from tests.test_train_data import make_features
@@ -262,6 +264,7 @@ def test_a_later_stage_fine_tunes_a_pretrained_file_of_this_corpus_only(features
     path = tmp_path / "mouth_pose.pt"
     save_checkpoint(path, model, corpus=train_corpus_record(features), train_identities=["id0", "id1", "id2"])
     cfg = small_cfg("mouth_pose", pretrained=str(path), finetune_steps=2, restart_navigation=True)
+    shutil.copytree(chain / "train_autoencoder", tmp_path / "m" / "train_autoencoder")   # the frozen E, G
     out = run_stage(cfg, features, tmp_path / "m", None)
     assert out["finetuned_from"] == str(path) and out["step"] == 2
     start, tuned = model.state_dict(), _state(tmp_path / "m" / "train_mouth_pose" / "model.pt")
@@ -276,6 +279,29 @@ def test_a_later_stage_fine_tunes_a_pretrained_file_of_this_corpus_only(features
     other = make_features(tmp_path / "other", seed=1)
     with pytest.raises(WrongCorpus, match="set train.mouth_pose.pretrained to null"):
         run_stage(cfg, other, tmp_path / "o", None)
+
+
+def test_a_pretrained_expression_file_gives_eln_and_eem_only(features, tmp_path, chain):
+    import shutil
+
+    from edtalk.model import save_checkpoint
+    from edtalk.train.corpus_record import train_corpus_record
+
+    # the file's generator differs from the previous stage's: the stage must keep the latter
+    source, _ = load_checkpoint(chain / "train_expression" / "model.pt")
+    g_name = next(n for n, _ in source.named_parameters() if n.startswith("dec."))
+    with torch.no_grad():
+        dict(source.named_parameters())[g_name].add_(1.0)
+    path = tmp_path / "expression.pt"
+    save_checkpoint(path, source, corpus=train_corpus_record(features))
+    models = tmp_path / "models"
+    shutil.copytree(chain / "train_mouth_pose", models / "train_mouth_pose")
+    run_stage(small_cfg("expression", pretrained=str(path), finetune_steps=1), features, models, None)
+    previous = _state(chain / "train_mouth_pose" / "model.pt")
+    out = _state(models / "train_expression" / "model.pt")
+    assert torch.equal(out[g_name], previous[g_name])                     # frozen part: the previous stage's
+    eln = [n for n in out if n.startswith("exp_fc.")]
+    assert eln and all((out[n] - source.state_dict()[n]).abs().max() < 0.05 for n in eln)   # from the file
 
 
 def test_training_device_is_resolved_and_unavailable_ones_are_refused() -> None:

@@ -83,6 +83,16 @@ def check_pretrained_identities(extra: dict[str, Any], train: FrameTable, featur
                          f"is in this train split); set {setting} to null")
 
 
+def take_groups(model: EDTalk, source: EDTalk, groups: tuple[str, ...]) -> None:
+    """Copy the parameters of ``groups`` from ``source`` into ``model`` (same layout)."""
+    names = {id(p) for p in source.group_parameters(*groups)}
+    values = {n: p for n, p in source.named_parameters() if id(p) in names}
+    with torch.no_grad():
+        for n, p in model.named_parameters():
+            if n in values:
+                p.copy_(values[n])
+
+
 def run_stage(cfg: StageConfig, features_dir: str | Path = "data/features", models_dir: str | Path = "models",
               live_root: str | Path | None = "dvclive", stop_after: int | None = None) -> dict[str, Any]:
     """Train (or resume) one stage and write its final model; returns a summary."""
@@ -117,8 +127,8 @@ def _run_stage(cfg: StageConfig, features_dir: str | Path, models_dir: str | Pat
         if not Path(cfg.pretrained).is_file():
             raise FileNotFoundError(f"train.{cfg.stage}.pretrained: {cfg.pretrained} does not exist "
                                     f"(set it to null to train the {cfg.stage} stage here)")
-        model, extra = load_checkpoint(cfg.pretrained)      # official EDTalk.pt or one of ours
-        _check_frame_size(model, table)
+        pretrained, extra = load_checkpoint(cfg.pretrained)      # official EDTalk.pt or one of ours
+        _check_frame_size(pretrained, table)
         setting = f"train.{cfg.stage}.pretrained"
         if "corpus" in extra:           # ours since the corpus record (edtalk.train.corpus_record)
             check_corpus_record(extra["corpus"], features_dir, cfg.pretrained, setting)
@@ -133,7 +143,7 @@ def _run_stage(cfg: StageConfig, features_dir: str | Path, models_dir: str | Pat
     elif cfg.stage == "autoencoder" and cfg.pretrained:
         (out_dir / "checkpoints").mkdir(parents=True, exist_ok=True)   # the stage's declared output
         if rank == 0:
-            save_checkpoint(out_dir / "model.pt", model, stage=cfg.stage, step=0,
+            save_checkpoint(out_dir / "model.pt", pretrained, stage=cfg.stage, step=0,
                             source=str(cfg.pretrained))
         log.info("autoencoder: loaded %s instead of training", cfg.pretrained)
         if rank == 0 and live_dir is not None:      # the stage's declared DVCLive outputs exist
@@ -141,13 +151,17 @@ def _run_stage(cfg: StageConfig, features_dir: str | Path, models_dir: str | Pat
 
             live = Live(str(live_dir), save_dvc_exp=False, dvcyaml=False)
             live.log_metric("pretrained_loaded", 1.0)
-            live.summary.update(validate(model, "autoencoder", features_dir, cfg.val_frames, cfg.seed))
+            live.summary.update(validate(pretrained, "autoencoder", features_dir, cfg.val_frames, cfg.seed))
             live.end()
         return {**summary, "loaded": str(cfg.pretrained)}
     init = Path(models_dir) / DIRS[PREVIOUS[cfg.stage]] / "model.pt" if cfg.stage in PREVIOUS else None
-    if finetune:
+    if finetune and init is None:       # the autoencoder: the pretrained file is the start
         init = Path(cfg.pretrained)
     model, disc = build(cfg, init)
+    if finetune and cfg.stage in PREVIOUS:
+        # A later stage's file gives only the groups this stage trains; the frozen rest is the
+        # previous stage's output, as when training here (else that stage's work is lost).
+        take_groups(model, pretrained, STAGES[cfg.stage].groups)
     _check_frame_size(model, table)
     if cfg.stage == "expression" and cfg.neutral_start and not finetune:
         neutral_start(model)            # a resumed run's checkpoint overwrites this
@@ -167,7 +181,7 @@ def _run_stage(cfg: StageConfig, features_dir: str | Path, models_dir: str | Pat
     # what the checkpoints' validity depends on: the config (not the step budget or the
     # bookkeeping), the initial weights' bytes and the L_mot networks used
     key = fingerprint(run_config(cfg, drop=("val_frames",)), file_key(init) if init else None,
-                      ",".join(names))
+                      file_key(cfg.pretrained) if finetune else None, ",".join(names))
     result = train(cfg, table, out_dir, model, disc, live_dir, nets, stop_after, perceptual, key)
     summary.update(step=result.step, resumed_from=result.resumed_from, seconds=round(result.seconds, 2),
                    samples_per_s=round(result.samples_per_s, 3), **result.last)
