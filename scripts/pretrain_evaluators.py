@@ -10,7 +10,7 @@ stage refuses the file for another corpus, fine-tunes it briefly, and reports it
 figures. Deterministic on CPU with one thread: the command reproduces the file.
 
     python scripts/pretrain_evaluators.py syncnet --steps 4000 --out pretrained/edtalk-tiny-syncnet.pt
-    python scripts/pretrain_evaluators.py emotion --steps 400 --landmark-steps 6000 \\
+    python scripts/pretrain_evaluators.py emotion --steps 800 --landmark-steps 6000 \\
         --out pretrained/edtalk-tiny-emotion.pt
 """
 
@@ -25,14 +25,12 @@ from typing import Any
 
 import torch
 
-from edtalk.data.media import read_audio
-from edtalk.evaluation.experts import emotion_accuracy, offset_accuracy
 from edtalk.experts import emotion_net as emo
 from edtalk.experts import syncnet as sync
 from edtalk.params import load_params, section
 from edtalk.train.corpus_record import train_corpus_record
 from edtalk.train.experts import emotion_train, sync_train
-from edtalk.train.experts.corpus import audio_paths, load_corpus
+from edtalk.train.experts.corpus import load_corpus
 from edtalk.train.experts.loop import Resume, run_fingerprint
 from edtalk.train.experts.pretrained import split_section
 
@@ -56,17 +54,16 @@ def _emotion(args: argparse.Namespace, ev: dict[str, Any], seed: int, resume_dir
     return result, config
 
 
-def heldout_figures(name: str, path: Path, features: str, crop: str, ev: dict[str, Any]) -> dict[str, Any]:
-    """The figures the stage reports, for the README and the file's record."""
-    splits = list(ev["heldout_splits"])
+def heldout_figures(name: str, path: Path, features: str, crop: str, params: dict[str, Any]) -> dict[str, Any]:
+    """The held-out figures the stage itself reports for this file (its own functions)."""
+    from pipeline import train_emotion, train_syncnet
+
+    ev = section(params, "evaluators")
     if name == "syncnet":
-        net = sync.load(path)
-        wavs = audio_paths(crop, features)
-        items = [(c.frames, read_audio(wavs[c.clip_id])) for c in load_corpus(features, splits)]
-        res = offset_accuracy(net, items, tuple(ev["sync_shifts"]))
-        return {k: v for k, v in res.items() if k != "trials"}
-    net, _ = emo.load(path)
-    return {s: emotion_accuracy(net, load_corpus(features, (s,)), 64)["accuracy"] for s in splits}
+        return train_syncnet.heldout.fn(features, crop, str(path), list(ev["heldout_splits"]),
+                                        list(ev["sync_shifts"]))
+    max_frames = section(params, "evaluate")["emotion_max_frames"]
+    return {s: train_emotion.heldout.fn(features, str(path), s, max_frames) for s in ev["heldout_splits"]}
 
 
 def main(argv: list[str] | None = None) -> Path:
@@ -100,7 +97,7 @@ def main(argv: list[str] | None = None) -> Path:
     out = Path(args.out)
     save = sync.save_trained if args.evaluator == "syncnet" else emo.save_trained
     save(result.net, out, info)
-    figures = heldout_figures(args.evaluator, out, args.features, args.crop, ev)
+    figures = heldout_figures(args.evaluator, out, args.features, args.crop, params)
     print(json.dumps({"out": str(out), "seconds": round(seconds, 1), "train_seconds": round(result.seconds, 1),
                       "heldout": figures}, indent=1), flush=True)
     return out
