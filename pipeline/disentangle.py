@@ -6,7 +6,8 @@ identities (``edtalk.evaluation.disentangle_report``). Landmarks come from the e
 evaluator's heatmap head (``--landmarks``; a landmark regressor file works too) and the
 expression reading from the emotion evaluator (``--emotion``). Writes
 ``reports/disentangle.md`` and the per-pair ``reports/disentangle.csv``,
-``reports/disentangle_pixels.csv`` and ``reports/disentangle_emotion.csv``.
+``reports/disentangle_pixels.csv``, ``reports/disentangle_emotion.csv`` and
+``reports/disentangle_carriers.csv``.
 """
 
 from __future__ import annotations

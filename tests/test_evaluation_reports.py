@@ -14,8 +14,9 @@ from edtalk.experts import emotion_net, landmark_net, syncnet
 torch.set_num_threads(1)
 
 
-def _results() -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """Landmark, emotion and pixel rows of one pair: a perfectly disentangled model."""
+def _results() -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Landmark, emotion, pixel and expression-carrier rows of one pair: a perfectly
+    disentangled model."""
     factors = [dict(model="trained", identity_clip="a", source_clip="b", swapped=s, factor=f,
                     err_source=0.1 if s == f else 1.0, err_identity=1.0 if s == f else 0.1,
                     gain=1.0 if s == f else 0.0)
@@ -25,24 +26,58 @@ def _results() -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
                      reads_identity=s != "exp") for s in (*dis.FACTORS, "still")]
     pixels = [dict(model="trained", identity_clip="a", source_clip="b", swapped=s, err_target=1.0,
                    still_err_target=5.0, err_still=4.0) for s in dis.FACTORS]
-    return pd.DataFrame(factors), pd.DataFrame(emotions), pd.DataFrame(pixels)
+    carriers = [dict(model="trained", identity_clip="a", source_clip="b", swapped=s, region=r,
+                     dot=2.0 if s == "exp" else 0.0, norm2=2.0) for s in dis.FACTORS for r in dis.REGIONS]
+    return pd.DataFrame(factors), pd.DataFrame(emotions), pd.DataFrame(pixels), pd.DataFrame(carriers)
 
 
-def test_disentangle_report_words_every_table_and_writes_four_files(tmp_path) -> None:
-    results, emotions, pixels = _results()
-    text = disentangle_report.render_markdown("Header line.", results, emotions, pixels, "emotion:x", 12.4)
+def test_disentangle_report_words_every_table_and_writes_five_files(tmp_path) -> None:
+    results, emotions, pixels, carriers = _results()
+    text = disentangle_report.render_markdown("Header line.", results, emotions, pixels, carriers,
+                                              "emotion:x", 12.4)
     assert text.startswith("# Disentanglement on the synthetic corpus\n\nHeader line.\n")
     assert "closer: trained 100%." in text and "`emotion:x` on each output video" in text
     for heading in ("## Following the source over time", "## Expression read by the emotion evaluator",
-                    "## Against the rendered ground truth of each swap"):
+                    "## Which source carries the expression", "## Against the rendered ground truth of each swap"):
         assert heading in text
+    assert "| trained: exp source   |    1.00 |      1.00 |            1.00 |" in text
     assert text.endswith("(12 s)\n")
-    report = disentangle_report.Report(results, emotions, pixels, text)
+    report = disentangle_report.Report(results, emotions, pixels, carriers, text)
     disentangle_report.write(report, tmp_path / "disentangle")
     assert (tmp_path / "disentangle.md").read_text() == text
     pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "disentangle.csv"), results)
     pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "disentangle_emotion.csv"), emotions)
     pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "disentangle_pixels.csv"), pixels)
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "disentangle_carriers.csv"), carriers)
+
+
+def test_expression_carriers_measure_the_share_of_the_ideal_expression_change() -> None:
+    """A fake landmarker moves every expression point up by the frames' mean level / 100: the
+    ideal expression swap (level 100 against 0) sets the direction and size; against a still
+    output at level 25, an exp output at 50 carries a quarter of it and mouth and pose outputs
+    at 0 move the other way by a quarter."""
+    base = np.stack([np.linspace(0, 10, 68), np.cos(np.arange(68))], 1)
+    moved = np.concatenate(list(dis.REGIONS.values()))
+
+    def landmarker(frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        pts = np.repeat(base[None], len(frames), 0)
+        pts[:, moved, 1] -= frames.reshape(len(frames), -1).mean(1)[:, None] / 100
+        return pts, np.ones(len(frames), bool)
+
+    def level(v: float) -> np.ndarray:
+        return np.full((3, 4, 4, 3), v, np.uint8)
+
+    targets = {("a", "b", "exp"): level(100), ("a", "b", "still"): level(0)}
+    outputs = {("a", "b", "pose"): level(0), ("a", "b", "mouth"): level(0), ("a", "b", "exp"): level(50),
+               ("a", "b", "still"): level(25)}
+    rows = dis.expression_carriers(outputs, targets, landmarker, "m")
+    assert len(rows) == 3 * len(dis.REGIONS)
+    t = dis.carrier_table(rows)
+    assert list(t.index) == ["m: pose source", "m: mouth source", "m: exp source"]
+    assert list(t.columns) == list(dis.REGIONS)
+    np.testing.assert_allclose(t.loc["m: exp source"], 0.25)
+    np.testing.assert_allclose(t.loc["m: pose source"], -0.25)
+    np.testing.assert_allclose(t.loc["m: mouth source"], -0.25)
 
 
 def test_disentangle_landmarker_reads_a_regressor_or_an_emotion_net_file(tmp_path) -> None:

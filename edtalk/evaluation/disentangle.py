@@ -27,7 +27,8 @@ Two sharper checks need no landmarks: :func:`pixel_run` scores each output again
 rendered ideal, next to what the still identity frame scores against the same target; and
 :func:`emotion_run` asks the emotion evaluator whether each output shows the source's
 emotion or the identity's (landmarks read an open mouth or a turned head partly as an
-emotion; the classifier sees the whole face).
+emotion; the classifier sees the whole face). :func:`expression_carriers` asks which swap
+moves the brows, eyelids and mouth corners the way the source's expression would.
 """
 
 from __future__ import annotations
@@ -325,6 +326,51 @@ def swap_target(corpus: Corpus, id_clip: str, src_clip: str, swapped: str | None
     lm = np.stack(clip.groundtruth["landmarks"].to_numpy()).reshape(n, 68, 2)
     boxes = integer_boxes(smooth_boxes(square_boxes(box_from_landmarks(lm), increase), smooth_window))
     return np.stack([crop_frame(f, b, crop_size) for f, b in zip(clip.frames, boxes)])
+
+
+# Landmarks the corpus' emotions move (edtalk/data/synthetic/face.py), by face region.
+REGIONS: dict[str, np.ndarray] = {
+    "brows": np.arange(17, 27),
+    "eyelids": np.array([37, 38, 40, 41, 43, 44, 46, 47]),
+    "mouth corners": np.array([48, 54]),
+}
+
+
+def _mean_shape(frames: np.ndarray, landmarker: Landmarker) -> np.ndarray:
+    """(68,2): mean over frames of the landmarks, centred, in inter-ocular units."""
+    return features(landmarker(frames)[0]).reshape(len(frames), 68, 2).mean(0)
+
+
+def expression_carriers(outputs: Outputs, targets: Outputs, landmarker: Landmarker,
+                        label: str = "model") -> pd.DataFrame:
+    """Which swap carries the source's expression, region by region: the change of each swap's
+    mean landmarks from the "still" output, projected on the change the corpus renders for the
+    ideal expression swap (``targets[..., "exp"]`` minus ``targets[..., "still"]``). One row
+    per (pair, swapped factor, region) with ``dot`` and ``norm2``; :func:`carrier_table` pools
+    them (share = sum dot / sum norm2: 1 = the source's whole expression change, 0 = none).
+    Pose and mouth sources move these points a little by themselves (a turned head, an open
+    mouth): the ideal swaps read the same way give that floor."""
+    rows = []
+    pairs = list(dict.fromkeys((i, s) for i, s, f in outputs if f in FACTORS))
+    for id_clip, src_clip in pairs:
+        want = _mean_shape(targets[id_clip, src_clip, "exp"], landmarker) - \
+            _mean_shape(targets[id_clip, src_clip, "still"], landmarker)
+        still = _mean_shape(outputs[id_clip, src_clip, "still"], landmarker)
+        for swapped in FACTORS:
+            got = _mean_shape(outputs[id_clip, src_clip, swapped], landmarker) - still
+            for region, idx in REGIONS.items():
+                w, g = want[idx].ravel(), got[idx].ravel()
+                rows.append(dict(model=label, identity_clip=id_clip, source_clip=src_clip, swapped=swapped,
+                                 region=region, dot=float(g @ w), norm2=float(w @ w)))
+    return pd.DataFrame(rows)
+
+
+def carrier_table(results: pd.DataFrame) -> pd.DataFrame:
+    """Per (model, swapped source) and region: the pooled share of :func:`expression_carriers`."""
+    sums = results.groupby(["model", "swapped", "region"], sort=False)[["dot", "norm2"]].sum()
+    share = (sums["dot"] / sums["norm2"]).unstack("region")[list(REGIONS)]
+    order = list(dict.fromkeys(zip(results["model"], results["swapped"])))
+    return _by_source(share.reindex(pd.MultiIndex.from_tuples(order)))
 
 
 def pixel_run(outputs: Outputs, targets: Outputs, label: str = "model") -> pd.DataFrame:

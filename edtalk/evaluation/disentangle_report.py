@@ -6,7 +6,7 @@ pairs of synthetic clips of different identities. The measures are in
 emotion evaluator's reading of each output, and the pixel error against the corpus'
 rendering of the ideal swap. :func:`measure` runs them all and words the markdown;
 :func:`write` stores ``<out>.md`` and the per-pair ``<out>.csv``, ``<out>_pixels.csv``,
-``<out>_emotion.csv``.
+``<out>_emotion.csv``, ``<out>_carriers.csv``.
 """
 
 from __future__ import annotations
@@ -51,6 +51,7 @@ class Report:
     results: pd.DataFrame       # landmark-read factor errors and gains, one row per measured factor
     emotions: pd.DataFrame      # the emotion evaluator's reading of each output
     pixels: pd.DataFrame        # pixel error against the rendered ideal swap
+    carriers: pd.DataFrame      # which swap carries the source's expression, per face region
     text: str
 
 
@@ -97,16 +98,18 @@ def measure(checkpoint: str, landmarks: str, emotion: str, features_dir: str, gr
                           dis.emotion_run(outputs["untrained"], classify, corpus, "untrained", floor=False),
                           dis.emotion_run(targets, classify, corpus, "ideal (rendered swap)", floor=False)])
     pixels = pd.concat([dis.pixel_run(out, targets, label=name) for name, out in outputs.items()])
+    carriers = pd.concat([dis.expression_carriers(out, targets, landmarker, name)
+                          for name, out in (*outputs.items(), ("ideal (rendered swap)", targets))])
     header = (f"Checkpoint `{checkpoint}` vs an untrained model (seed {setup.untrained_seed}); "
               f"{len(pairs)} pairs from the `{setup.split}` split, up to {setup.max_frames} frames each; "
               f"landmarks by `{landmarker.label}`; factor reader R² on ground-truth {setup.split} landmarks: "
               + ", ".join(f"{k} {v:.2f}" for k, v in r2.items()) + ".")
-    text = render_markdown(header, results, emotions, pixels, net_label, time.perf_counter() - t0)
-    return Report(results, emotions, pixels, text)
+    text = render_markdown(header, results, emotions, pixels, carriers, net_label, time.perf_counter() - t0)
+    return Report(results, emotions, pixels, carriers, text)
 
 
 def render_markdown(header: str, results: pd.DataFrame, emotions: pd.DataFrame, pixels: pd.DataFrame,
-                    emotion_label: str, seconds: float) -> str:
+                    carriers: pd.DataFrame, emotion_label: str, seconds: float) -> str:
     """The report's markdown: the landmark table, the gains, the emotion and the pixel tables."""
     score = dis.verdict(results).groupby("model")["holds"].mean()
     lines = [
@@ -146,6 +149,18 @@ def render_markdown(header: str, results: pd.DataFrame, emotions: pd.DataFrame, 
         "",
         dis.emotion_table(emotions).to_markdown(floatfmt=".2f"),
         "",
+        "## Which source carries the expression",
+        "",
+        "Each swap's change of the mean landmarks from the `still` output, projected on the change "
+        "the corpus renders for the ideal expression swap, per face region (the points the "
+        "corpus' emotions move), pooled over pairs: 1 = the source's whole expression change, "
+        "0 = none. Disentangled = the expression source near 1 and the others near their "
+        "`ideal` rows (a turned head or an open mouth moves these points a little by itself). "
+        "Where the mouth or pose source carries what the expression source does not, a "
+        "predictor of W^e alone (EDTalk-A) cannot show the emotion.",
+        "",
+        dis.carrier_table(carriers).to_markdown(floatfmt=".2f"),
+        "",
         "## Against the rendered ground truth of each swap",
         "",
         "The corpus renders the ideal output of every swap (the identity with the source's pose, "
@@ -160,8 +175,10 @@ def render_markdown(header: str, results: pd.DataFrame, emotions: pd.DataFrame, 
 
 
 def write(report: Report, out: str | Path) -> None:
-    """``<out>.md``, ``<out>.csv`` (landmark factors), ``<out>_pixels.csv``, ``<out>_emotion.csv``."""
+    """``<out>.md``, ``<out>.csv`` (landmark factors), ``<out>_pixels.csv``, ``<out>_emotion.csv``,
+    ``<out>_carriers.csv``."""
     atomic.write_text(Path(f"{out}.md"), report.text)
-    for suffix, table in (("", report.results), ("_pixels", report.pixels), ("_emotion", report.emotions)):
+    for suffix, table in (("", report.results), ("_pixels", report.pixels), ("_emotion", report.emotions),
+                          ("_carriers", report.carriers)):
         with atomic.atomic_path(Path(f"{out}{suffix}.csv")) as tmp:
             table.to_csv(tmp, index=False)

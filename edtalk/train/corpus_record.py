@@ -50,6 +50,12 @@ def train_corpus_record(features_dir: str | Path) -> dict[str, Any]:
             "train_clips": sorted(colour), "clip_colour": colour, "clip_landmarks": shape}
 
 
+def held_out_identities(features_dir: str | Path) -> set[str]:
+    """Identities of the val and test splits (a pretrained file must not have seen them)."""
+    splits = pd.read_parquet(Path(features_dir) / "frames.parquet", columns=["split", "identity"])
+    return set(splits.loc[splits["split"].isin(["val", "test"]), "identity"].astype(str))
+
+
 def check_corpus_record(record: dict[str, Any] | None, features_dir: str | Path, source: str | Path,
                         setting: str) -> None:
     """Raise :class:`WrongCorpus` unless ``record`` (from :func:`train_corpus_record` at
@@ -58,10 +64,7 @@ def check_corpus_record(record: dict[str, Any] | None, features_dir: str | Path,
     hint = f"set {setting} to null to train it here"
     if not record or record.get("version") != RECORD_VERSION:
         raise WrongCorpus(f"{source} carries no corpus record of this project; {hint}")
-    features_dir = Path(features_dir)
-    splits = pd.read_parquet(features_dir / "frames.parquet", columns=["split", "identity"])
-    held = set(splits.loc[splits["split"].isin(["val", "test"]), "identity"].astype(str))
-    leaked = sorted(set(record["train_identities"]) & held)
+    leaked = sorted(set(record["train_identities"]) & held_out_identities(features_dir))
     if leaked:
         raise WrongCorpus(f"{source} was trained on identities held out here ({leaked[:5]}); {hint}")
     here = train_corpus_record(features_dir)

@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import torch
 import torch.distributed as dist
 
@@ -27,7 +26,7 @@ from edtalk.model import EDTalk, load_checkpoint, save_checkpoint
 from edtalk.params import load_params
 
 from .config import StageConfig, stage_config
-from .corpus_record import check_corpus_record
+from .corpus_record import check_corpus_record, held_out_identities
 from .data import FrameTable, step_rng
 from .loop import build, resolve_device, train
 from .losses import Perceptual
@@ -73,8 +72,7 @@ def check_pretrained_identities(extra: dict[str, Any], train: FrameTable, featur
     trained = set(extra.get("train_identities") or [])
     if not trained:
         return
-    frames = pd.read_parquet(Path(features_dir) / "frames.parquet", columns=["split", "identity"])
-    held = set(frames.loc[frames["split"].isin(["val", "test"]), "identity"].astype(str))
+    held = held_out_identities(features_dir)
     if trained & held:
         raise ValueError(f"{source} was trained on identities that are held out here: "
                          f"{sorted(trained & held)[:5]}; set {setting} to null")
