@@ -22,6 +22,25 @@ def _one_thread():
     torch.set_num_threads(before)
 
 
+def test_batch_input_norm_keeps_the_loudness_that_layer_norm_drops() -> None:
+    """A louder step shifts every log-energy coefficient alike: per-step layer norm cannot
+    see it, per-coefficient batch norm (the mouth's E_a) can."""
+    torch.manual_seed(0)
+    window = torch.randn(8, 20, 13)
+    louder = window + 3.0
+    for norm, visible in (("layer", False), ("batch", True)):
+        enc = AudioEncoder(AudioEncoderConfig(input_norm=norm))
+        enc.train()
+        enc(torch.cat([window, louder]))                   # running statistics from both
+        enc.eval()
+        with torch.no_grad():
+            moved = (enc(louder) - enc(window)).abs().max().item()
+        assert (moved > 1e-3) is visible, (norm, moved)
+    assert MouthConfig().encoder.input_norm == "batch"
+    with pytest.raises(ValueError, match="input_norm"):
+        AudioEncoder(AudioEncoderConfig(input_norm="instance"))
+
+
 def test_frame_windows_are_centred_and_edge_clamped() -> None:
     per_frame = np.arange(5)[:, None, None] * np.ones((5, 4, 13))   # frame i is filled with i
     win = frame_windows(per_frame, context_frames=2)

@@ -50,7 +50,7 @@ def frame_windows(per_frame: np.ndarray | torch.Tensor, context_frames: int = 2)
 class AudioEncoder(nn.Module):
     """E_a: (B, steps, D) feature window -> f^a (B, out_dim).
 
-    Per-step layer norm of the input, then 1-D convs over time (kernel 3; every conv after
+    The input normalised (``input_norm``: per step, or per coefficient by batch norm), then 1-D convs over time (kernel 3; every conv after
     the first halves the time axis), GELU, then attention-free pooling by mean and max and
     a linear projection to ``out_dim``.
     """
@@ -58,7 +58,9 @@ class AudioEncoder(nn.Module):
     def __init__(self, cfg: AudioEncoderConfig = AudioEncoderConfig()) -> None:
         super().__init__()
         self.cfg = cfg
-        self.norm = nn.LayerNorm(cfg.feature_dim)
+        if cfg.input_norm not in ("layer", "batch"):
+            raise ValueError(f"input_norm must be 'layer' or 'batch', got {cfg.input_norm!r}")
+        self.norm = nn.LayerNorm(cfg.feature_dim) if cfg.input_norm == "layer" else nn.BatchNorm1d(cfg.feature_dim)
         layers: list[nn.Module] = []
         c_in = cfg.feature_dim
         for i, c in enumerate(cfg.channels):
@@ -76,6 +78,10 @@ class AudioEncoder(nn.Module):
         if window.ndim != 3 or window.shape[-1] != self.cfg.feature_dim:
             raise ValueError(f"expected (B, steps, {self.cfg.feature_dim}) windows, "
                              f"got {tuple(window.shape)}")
-        h = self.convs(self.norm(window).transpose(1, 2))        # (B, C, steps')
+        if self.cfg.input_norm == "layer":
+            x = self.norm(window).transpose(1, 2)               # (B, D, steps)
+        else:
+            x = self.norm(window.transpose(1, 2))
+        h = self.convs(x)                                       # (B, C, steps')
         pooled = torch.cat([h.mean(-1), h.amax(-1)], dim=1)
         return self.proj(self.drop(pooled))

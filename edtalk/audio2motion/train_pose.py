@@ -131,7 +131,9 @@ def train_pose(clips: Sequence[ClipData], cfg: PoseTrainConfig, a2m: A2MConfig, 
     ``model.train_info`` records the noise, the held-out identities, the curve and the
     chosen step. Returns (model, loop, rho).
     """
-    enc = feature_encoder_config(a2m.mouth.encoder, cfg.feature)
+    # E_a's layout with per-step layer norm: the flow was measured with it, and its audio_cmn
+    # already normalises each sequence
+    enc = feature_encoder_config(replace(a2m.mouth.encoder, input_norm="layer"), cfg.feature)
     noise, noise_scores = resolve_noise(cfg.noise, clips)
     all_w = torch.from_numpy(np.concatenate([c.pose for c in clips]))
     fit, held = holdout_split(clips, cfg.holdout, cfg.loop.seed)
