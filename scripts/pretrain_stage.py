@@ -17,7 +17,9 @@ CPU with one thread: the command reproduces the file.
         --out pretrained/edtalk-tiny-expression.pt
 
 (`pretrained/edtalk-tiny-autoencoder.pt` was made by the first command under this script's
-earlier name, ``scripts/pretrain_autoencoder.py``, which its recipe field still names.)
+earlier name, ``scripts/pretrain_autoencoder.py``, which its recipe field still names.) For the
+autoencoder, ``--start`` continues an autoencoder file (the stage's fine-tune path, a fresh
+optimiser) instead of training from scratch.
 """
 
 from __future__ import annotations
@@ -41,7 +43,8 @@ def main(argv: list[str] | None = None) -> Path:
     ap.add_argument("--params", default="params.yaml")
     ap.add_argument("--features", default="data/features")
     ap.add_argument("--steps", type=int, required=True)
-    ap.add_argument("--start", default=None, help="the previous stage's model (mouth_pose, expression)")
+    ap.add_argument("--start", default=None, help="the previous stage's model (mouth_pose, expression); "
+                    "autoencoder: an autoencoder file to continue")
     ap.add_argument("--emotion", default=None,
                     help="expression: the emotion evaluator used as psi of L_mot (Eq. 9)")
     ap.add_argument("--work", default=None, help="models folder of the run (checkpoints: resumable); "
@@ -56,6 +59,8 @@ def main(argv: list[str] | None = None) -> Path:
         if not args.emotion:
             ap.error("expression needs --emotion (psi of L_mot)")
         overrides["emotion_checkpoint"] = args.emotion
+    if args.stage == "autoencoder" and args.start:   # continue it: the stage's fine-tune path
+        overrides.update(pretrained=args.start, finetune_steps=args.steps)
     if args.stage in PREVIOUS:
         if not args.start:
             ap.error(f"{args.stage} needs --start (the {PREVIOUS[args.stage]} stage's model)")
@@ -68,7 +73,8 @@ def main(argv: list[str] | None = None) -> Path:
     if summary["step"] < args.steps:
         raise SystemExit(f"stopped at step {summary['step']} of {args.steps}; run again to resume")
     model, extra = load_checkpoint(work / DIRS[args.stage] / "model.pt")
-    recipe = f"scripts/pretrain_stage.py {args.stage} --steps {args.steps} (params train.{args.stage})"
+    start = f" --start {args.start}" if args.start else ""
+    recipe = f"scripts/pretrain_stage.py {args.stage} --steps {args.steps}{start} (params train.{args.stage})"
     save_checkpoint(Path(args.out), model, stage=args.stage, step=extra["step"],
                     train_identities=extra["train_identities"], seed=cfg.seed, recipe=recipe,
                     mot_networks=extra.get("mot_networks", []),

@@ -253,6 +253,24 @@ def test_a_pretrained_autoencoder_must_not_have_seen_held_out_identities(feature
         run_stage(small_cfg("autoencoder", pretrained=str(tmp_path / "missing.pt")), features, tmp_path / "m", None)
 
 
+def test_the_pretrain_script_continues_an_autoencoder_file(features, tmp_path, chain, monkeypatch):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("pretrain_stage", ROOT / "scripts" / "pretrain_stage.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    monkeypatch.setattr(script, "stage_config", lambda params, stage, **kw: small_cfg(stage, **kw))
+    start = chain / "train_autoencoder" / "model.pt"
+    out = script.main(["autoencoder", "--steps", "2", "--start", str(start), "--features", str(features),
+                       "--work", str(tmp_path / "work"), "--out", str(tmp_path / "ae.pt")])
+    model, extra = load_checkpoint(out)
+    assert extra["step"] == 2 and f"--steps 2 --start {start}" in extra["recipe"]
+    assert extra["corpus"]["train_identities"] == ["id0", "id1", "id2"]   # the full guard record
+    before, after = _state(start), model.state_dict()
+    moved = [(after[k] - before[k]).abs().max().item() for k in before if not torch.equal(before[k], after[k])]
+    assert moved and max(moved) < 0.05        # two steps on from the file, not a fresh model
+
+
 def test_a_later_stage_fine_tunes_a_pretrained_file_of_this_corpus_only(features, tmp_path, chain):
     import shutil
 
