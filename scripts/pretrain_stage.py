@@ -73,8 +73,9 @@ def main(argv: list[str] | None = None) -> Path:
     if summary["step"] < args.steps:
         raise SystemExit(f"stopped at step {summary['step']} of {args.steps}; run again to resume")
     model, extra = load_checkpoint(work / DIRS[args.stage] / "model.pt")
-    start = f" --start {args.start}" if args.start else ""
-    recipe = f"scripts/pretrain_stage.py {args.stage} --steps {args.steps}{start} (params train.{args.stage})"
+    start_flag = f" --start {args.start}" if args.start else ""
+    recipe = (f"scripts/pretrain_stage.py {args.stage} --steps {args.steps}{start_flag} "
+              f"(params train.{args.stage})")
     save_checkpoint(Path(args.out), model, stage=args.stage, step=extra["step"],
                     train_identities=extra["train_identities"], seed=cfg.seed, recipe=recipe,
                     mot_networks=extra.get("mot_networks", []),
