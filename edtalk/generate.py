@@ -20,6 +20,11 @@ Unequal lengths: the output has ``n_frames`` frames when given (the audio's leng
 the CLI and the pipeline), else the longest source's. A shorter source either holds its
 last frame (``fit="hold"``, the default: a still tail instead of a jump) or starts over
 (``fit="loop"``). Weights follow the same rule.
+
+Mouth gain: a model file may carry ``mouth_gain`` g (our expression stage calibrates it,
+``edtalk.train.mouth_gain``); :func:`load_model` keeps it as ``model.mouth_gain`` and
+:func:`generate` renders W^m's motion over the clip scaled by g (:func:`scale_motion`).
+Files without one, and models built in memory, render at g = 1 (the paper).
 """
 
 from __future__ import annotations
@@ -70,7 +75,18 @@ def load_model(path: str | Path = DEFAULT_CHECKPOINT) -> EDTalk:
         raise MissingModel(
             f"checkpoint {path} not found: it is written by the DVC stage `{stage}` "
             f"(run `dvc repro {stage}`), or pass --checkpoint with our model.pt or an official EDTalk.pt")
-    return load_checkpoint(path)[0].eval()
+    model, extra = load_checkpoint(path)
+    model.mouth_gain = float(extra.get("mouth_gain", 1.0))
+    return model.eval()
+
+
+def scale_motion(weights: np.ndarray, gain: float) -> np.ndarray:
+    """(T, n) weights with their motion over the clip scaled: mean + gain x (w_t - mean)."""
+    w = np.asarray(weights, np.float32)
+    if gain == 1.0 or len(w) == 0:
+        return w
+    mean = w.mean(axis=0, keepdims=True)
+    return (mean + np.float32(gain) * (w - mean)).astype(np.float32)
 
 
 # --- conversions -----------------------------------------------------------------------
@@ -236,13 +252,17 @@ class Generated:
 
 def generate(model: EDTalk, identity: np.ndarray, mouth: Source | None = None, pose: Source | None = None,
              exp: Source | None = None, n_frames: int | None = None, fit: Fit = "hold",
-             batch_size: int = 8, channels_last: bool = True) -> Generated:
-    """EDTalk with per-factor sources (see the module docstring); the identity is RGB uint8 (H,W,3)."""
+             batch_size: int = 8, channels_last: bool = True, mouth_gain: float | None = None) -> Generated:
+    """EDTalk with per-factor sources (see the module docstring); the identity is RGB uint8 (H,W,3).
+    ``mouth_gain`` overrides the model's own (``model.mouth_gain``, 1 when it has none)."""
     model.eval()
     sources = {"mouth": mouth, "pose": pose, "exp": exp}
     n = output_length(sources, n_frames)
     ident = prepare_identity(model, to_tensor(identity, model.cfg.size, _dtype(model)), channels_last)
     w = factor_weights(model, ident, sources, n, fit, batch_size, channels_last)
+    gain = getattr(model, "mouth_gain", 1.0) if mouth_gain is None else mouth_gain
+    if mouth is not None:
+        w["mouth"] = scale_motion(w["mouth"], gain)
     frames = render_weights(model, ident, w, batch_size)
     return Generated(frames, w, {k: v.cpu().numpy() for k, v in ident.own.items()})
 

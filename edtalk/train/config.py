@@ -74,6 +74,10 @@ class StageConfig:
     neutral_start: bool = True         # expression: W^e = 0 and EEM = identity at the start
     emotion_checkpoint: str | None = None   # expression: psi of L_mot when present
     aux_steps: int = 150               # expression: steps of the in-stage landmark/emotion net
+    mouth_gain: float | str = 1.0      # expression: gain on W^m's motion stored with the model
+                                       # (1 = the paper); "calibrate" = measured on train clips
+    gain_split: str = "val"            # expression: split of the calibration clips (train if empty)
+    gain_clips: int = 8                # expression: clips the calibration renders
     val_frames: int = 64               # frames of the val split for the quality summary
     model_overrides: dict[str, Any] = field(default_factory=dict)  # EDTalkConfig fields (tests)
 
@@ -82,6 +86,9 @@ class StageConfig:
             raise ValueError(f"unknown training stage {self.stage!r}; choose from {STAGES}")
         if self.perceptual.norm not in ("l1", "l2"):
             raise ValueError(f"perceptual norm must be l1 or l2, got {self.perceptual.norm!r}")
+        if self.mouth_gain != "calibrate" and not (isinstance(self.mouth_gain, (int, float))
+                                                  and self.mouth_gain > 0):
+            raise ValueError(f"mouth_gain must be 'calibrate' or a number > 0, got {self.mouth_gain!r}")
         if self.steps < 0 or self.batch < 1 or self.checkpoint_every < 1:
             raise ValueError("steps >= 0, batch >= 1 and checkpoint_every >= 1 are required")
 

@@ -11,6 +11,7 @@ stage, ``face_net.pt`` (the phi/psi substitute). DVCLive writes ``dvclive/<stage
 from __future__ import annotations
 
 import argparse
+import copy
 import logging
 import os
 from dataclasses import replace
@@ -31,6 +32,7 @@ from .data import FrameTable, step_rng
 from .loop import build, resolve_device, train
 from .losses import Perceptual
 from .motion_nets import landmark_error_px, load_or_train_face_net, motion_networks, spread_normalised
+from .mouth_gain import calibrate
 from .resumable import run_config, world
 from .stages import STAGES, describe, neutral_start, restart_navigation
 
@@ -79,6 +81,57 @@ def check_pretrained_identities(extra: dict[str, Any], train: FrameTable, featur
     if not trained & set(train.identity_names):
         raise ValueError(f"{source} was trained on another corpus (none of its {len(trained)} identities "
                          f"is in this train split); set {setting} to null")
+
+
+def calibration_pairs(table: FrameTable, n: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """``n`` clips of ``table`` as EDTalk-V drives them: (first frame of another clip of the
+    same identity, the clip's frames), spread over identities by a seeded draw."""
+    rng = step_rng(seed, 0, salt=13)
+    clips = rng.permutation(len(table.clip_rows))[:n]
+    pairs = []
+    for c in sorted(clips):
+        rows = table.clip_rows[c]
+        same = table.identity_rows[table.identity[rows[0]]]
+        others = same[table.clip[same] != c]
+        ident_row = int(others.min()) if len(others) else int(rows[0])
+        frames = table.pixels[table.pixel_index[np.concatenate([[ident_row], rows])]]
+        pairs.append((frames[0], frames[1:]))
+    return pairs
+
+
+def mouth_gain(cfg: StageConfig, model: EDTalk, features_dir: str | Path) -> dict[str, Any]:
+    """The expression model's mouth gain (``edtalk.train.mouth_gain``): the configured number,
+    or calibrated with the emotion evaluator's heatmap landmarks on clips of ``gain_split``
+    (val: faces the generator has not fitted, as at test; train when there is no val split);
+    without that evaluator the gain stays 1 and the note says why."""
+    if cfg.mouth_gain != "calibrate":
+        return {"mouth_gain": float(cfg.mouth_gain)}
+    from edtalk import generate as gen
+    from edtalk.experts import emotion_net
+
+    path = cfg.emotion_checkpoint
+    if not path or not Path(path).is_file():
+        return {"mouth_gain": 1.0, "note": f"not calibrated: no emotion evaluator at {path}"}
+    net, label = emotion_net.load(path)
+    if getattr(getattr(net, "config", None), "backbone", None) != "landmarks":
+        return {"mouth_gain": 1.0, "note": f"not calibrated: {path} has no landmark heatmaps"}
+    landmarker = emotion_net.heatmap_landmarker(net, label)
+    renderer = copy.deepcopy(model).cpu().eval()
+
+    def render(identity: np.ndarray, video: np.ndarray, g: float) -> np.ndarray:
+        return gen.generate(renderer, identity, mouth=video, pose=video, exp=video,
+                            n_frames=len(video), mouth_gain=g).frames
+
+    try:
+        split = cfg.gain_split
+        table = FrameTable.load(features_dir, split)
+    except ValueError:
+        split = "train"
+        table = FrameTable.load(features_dir, split)
+    result = calibrate(calibration_pairs(table, cfg.gain_clips, cfg.seed), render, landmarker)
+    log.info("expression: mouth gain %.3f on %s clips (rendered/driving opening spread %s)",
+             result.gain, split, result.ratios)
+    return {"mouth_gain": result.gain, "calibration": {**result.to_dict(), "split": split}}
 
 
 def take_groups(model: EDTalk, source: EDTalk, groups: tuple[str, ...]) -> None:
@@ -185,10 +238,15 @@ def _run_stage(cfg: StageConfig, features_dir: str | Path, models_dir: str | Pat
                    samples_per_s=round(result.samples_per_s, 3), **result.last)
     if result.step >= cfg.steps and rank == 0:
         summary.update(validate(model, cfg.stage, features_dir, cfg.val_frames, cfg.seed))
+        gain: dict[str, Any] = {}
+        if cfg.stage == "expression":
+            gain = mouth_gain(cfg, model, features_dir)
+            summary["mouth_gain"] = gain["mouth_gain"]
+            summary["mouth_gain_calibration"] = gain.get("calibration") or gain.get("note")
         save_checkpoint(out_dir / "model.pt", model, disc=disc.state_dict() if disc is not None else {},
                         stage=cfg.stage, step=result.step, perceptual=perceptual.name,
                         mot_networks=list(names), train_identities=sorted(table.identity_names),
-                        **({"finetuned_from": str(cfg.pretrained)} if finetune else {}))
+                        **({"finetuned_from": str(cfg.pretrained)} if finetune else {}), **gain)
     if result.live is not None:
         for k, v in summary.items():     # numbers only; "a/b" nests as DVCLive's own metrics do
             if isinstance(v, (int, float)) and not k.startswith("loss/"):
