@@ -26,7 +26,7 @@ from prefect.cache_policies import NO_CACHE
 
 from edtalk.data import atomic
 from edtalk.evaluation import baselines
-from edtalk.experts import landmark_net
+from edtalk.experts import emotion_net, landmark_net
 from edtalk.params import section
 from metrics import backends
 from metrics.suite import Suite, SuiteConfig
@@ -69,6 +69,13 @@ def evaluate(params: dict[str, Any], features_dir: str = "data/features", crop_d
         if choice.landmark_weights is None:
             raise ValueError(f"evaluate.landmarks is 'trained' but {models_dir}/landmarks.pt is missing")
         landmarker = landmark_net.load(choice.landmark_weights)
+    elif ev["landmarks"] == "heatmaps":
+        emotion = Path(models_dir) / "emotion.pt"
+        if not emotion.is_file():
+            raise ValueError(f"evaluate.landmarks is 'heatmaps' but {emotion} is missing (dvc repro train_emotion)")
+        landmarker = emotion_net.heatmap_landmarker(*emotion_net.load(emotion))
+    elif ev["landmarks"] != "dlib68":
+        raise ValueError(f"evaluate.landmarks must be heatmaps, trained or dlib68, got {ev['landmarks']!r}")
     suite = Suite(SuiteConfig(sync_weights=choice.sync_weights, emotion_weights=choice.emotion_weights,
                               fid_backend=choice.fid_backend, landmarker=landmarker, labels=labels,
                               dataset=section(params, "data")["source"],

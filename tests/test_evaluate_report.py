@@ -129,7 +129,7 @@ def test_evaluate_scores_gt_as_perfect_and_the_still_baseline_worse(evaluated):
     assert gt["metrics"]["m_lmd"] == 0.0 and gt["metrics"]["f_lmd"] == 0.0
     assert still["metrics"]["psnr"] < 40 and still["metrics"]["ssim"] < 1.0
     assert still["metrics"]["m_lmd"] > 0.0
-    assert gt["backends"]["lmd"].startswith("landmarks:trained-here@")
+    assert gt["backends"]["lmd"].startswith("heatmap-landmarks:emotion:trained-here@")   # evaluate.landmarks
     assert gt["backends"]["sync"].startswith("syncnet:trained-here:w0.125-s64-d64@")
     assert any(k.startswith("fd[emotion-net:trained-here@") for k in gt["metrics"])
     assert any(k.startswith("acc_emo[emotion:trained-here@") for k in gt["metrics"])
@@ -137,7 +137,13 @@ def test_evaluate_scores_gt_as_perfect_and_the_still_baseline_worse(evaluated):
     assert {"psnr", "ssim", "m_lmd", "lse_c", "emotion_pred"} <= set(clips.columns)
     for name in ("syncnet", "emotion", "landmarks"):
         assert json.loads((rep / "evaluators" / f"{name}.json").read_text())["train"]["seconds"] > 0
+    # both landmark instruments say how they read the inner-lip gap against the true points
+    emotion = json.loads((rep / "evaluators" / "emotion.json").read_text())["test"]
+    regressor = json.loads((rep / "evaluators" / "landmarks.json").read_text())["heldout"]
+    for r, spread in ((emotion["landmark_opening_r"], emotion["landmark_opening_spread_ratio"]),
+                      (regressor["opening_r"], regressor["opening_spread_ratio"])):
+        assert -1.0 <= r <= 1.0 and spread > 0
     table = (rep / "table1.md").read_text()
     assert "| GT | inf | 1.000 | 0.000 | 0.000" in table and "| Still |" in table
-    assert "M-LMD↓: landmarks:trained-here@" in table                      # every backend shown
+    assert "M-LMD↓: heatmap-landmarks:emotion:trained-here@" in table      # every backend shown
     assert set(json.loads((rep / "metrics.json").read_text())) == {"GT", "Still"}

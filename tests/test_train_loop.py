@@ -382,3 +382,31 @@ def test_mouth_pose_restart_gives_fresh_navigation_on_the_autoencoders_encoder(f
     assert all(float(mp[k].abs().max()) == 0.0 for k in last)
     with pytest.raises(ValueError, match="emotions"):
         run_stage(small_cfg("mouth_pose", steps=0, emotions=["surprised"]), features, tmp_path / "none", None)
+
+
+def test_the_expression_stage_stores_its_mouth_gain(features, tmp_path, chain):
+    import shutil
+
+    from edtalk import generate as gen
+    from edtalk.experts import emotion_net as emo
+
+    models = tmp_path / "models"
+    shutil.copytree(chain / "train_mouth_pose", models / "train_mouth_pose")
+    fixed = run_stage(small_cfg("expression", steps=1, mouth_gain=1.5), features, models, None)
+    assert fixed["mouth_gain"] == 1.5
+    assert gen.load_model(models / "train_expression" / "model.pt").mouth_gain == 1.5
+    # calibrate without an emotion evaluator: gain 1, and the summary says why
+    missing = run_stage(small_cfg("expression", steps=1, mouth_gain="calibrate",
+                                  emotion_checkpoint=str(tmp_path / "none.pt")), features, models, None)
+    assert missing["mouth_gain"] == 1.0 and "no emotion evaluator" in missing["mouth_gain_calibration"]
+    # with one that has landmark heatmaps: measured on clips, kept within bounds, stored in the file
+    torch.manual_seed(0)
+    emo.save_trained(emo.FrameAttentionNet(emo.EmotionConfig("landmarks", 16, 4, 0.0, 16)), tmp_path / "emo.pt")
+    calibrated = run_stage(small_cfg("expression", steps=1, mouth_gain="calibrate", gain_clips=2,
+                                     emotion_checkpoint=str(tmp_path / "emo.pt")), features, models, None)
+    record = calibrated["mouth_gain_calibration"]
+    assert record["clips"] == 2 and record["split"] in ("val", "train") and 1.0 in {float(g) for g in record["ratios"]}
+    assert 1.0 <= calibrated["mouth_gain"] <= 3.0
+    assert gen.load_model(models / "train_expression" / "model.pt").mouth_gain == calibrated["mouth_gain"]
+    with pytest.raises(ValueError, match="mouth_gain must be"):
+        small_cfg("expression", mouth_gain="loud")

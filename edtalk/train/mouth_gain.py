@@ -24,10 +24,23 @@ Render = Callable[[np.ndarray, Frames, float], Frames]   # (identity frame, driv
 UPPER_INNER_LIP, LOWER_INNER_LIP = 62, 66            # iBUG 68: centres of the inner lips
 
 
+def inner_lip_gap(points: np.ndarray) -> np.ndarray:
+    """(N,) distance between the inner lips' centres of (N, 68, 2) points."""
+    return np.linalg.norm(points[:, LOWER_INNER_LIP] - points[:, UPPER_INNER_LIP], axis=-1)
+
+
+def gap_agreement(read: np.ndarray, true: np.ndarray) -> dict[str, float]:
+    """How a landmark instrument reads the inner-lip gap over frames against the true points:
+    correlation and spread ratio (1 and 1 for a faithful reader)."""
+    g_read, g_true = inner_lip_gap(read), inner_lip_gap(true)
+    return {"opening_r": float(np.corrcoef(g_read, g_true)[0, 1]),
+            "opening_spread_ratio": float(g_read.std() / g_true.std())}
+
+
 def opening_spread(frames: Frames, landmarker: Landmarker) -> float:
     """Standard deviation over the clip of the inner-lip gap (pixels)."""
     points, valid = landmarker(frames)
-    gap = np.linalg.norm(points[:, LOWER_INNER_LIP] - points[:, UPPER_INNER_LIP], axis=-1)[valid]
+    gap = inner_lip_gap(points)[valid]
     return float(gap.std()) if len(gap) > 1 else float("nan")
 
 

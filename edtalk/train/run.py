@@ -128,7 +128,10 @@ def mouth_gain(cfg: StageConfig, model: EDTalk, features_dir: str | Path) -> dic
     except ValueError:
         split = "train"
         table = FrameTable.load(features_dir, split)
-    result = calibrate(calibration_pairs(table, cfg.gain_clips, cfg.seed), render, landmarker)
+    try:
+        result = calibrate(calibration_pairs(table, cfg.gain_clips, cfg.seed), render, landmarker)
+    except ValueError as err:           # e.g. no clip with a moving mouth: keep the training
+        return {"mouth_gain": 1.0, "note": f"not calibrated: {err}"}
     log.info("expression: mouth gain %.3f on %s clips (rendered/driving opening spread %s)",
              result.gain, split, result.ratios)
     return {"mouth_gain": result.gain, "calibration": {**result.to_dict(), "split": split}}

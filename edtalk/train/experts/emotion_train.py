@@ -251,18 +251,25 @@ def _train_small(clips: list[Clip], config: EmotionTrainConfig, resume: Resume |
 
 
 @torch.inference_mode()
-def landmark_error_px(net: emo.FrameAttentionNet, clips: list[Clip], max_frames: int | None = 64
-                      ) -> float | None:
-    """Mean point-to-point error (pixels) of a ``"landmarks"`` backbone's points on the valid
-    frames of ``clips`` (``max_frames`` evenly per clip); None for other backbones."""
+def heatmap_points(net: emo.FrameAttentionNet, clips: list[Clip], max_frames: int | None = 64
+                   ) -> tuple[np.ndarray, np.ndarray] | None:
+    """(read, true) (N, 68, 2) pixel points of a ``"landmarks"`` backbone on the valid frames
+    of ``clips`` (``max_frames`` evenly per clip); None for other backbones or no frames."""
     if net.config.backbone != "landmarks":
         return None
-    errors = []
+    read, true = [], []
     for c in clips:
         idx = _evenly(len(c.frames), max_frames or len(c.frames))
         idx = idx[c.landmarks_valid[idx]]
         if len(idx):
             pts = net.landmarks(emo.to_input(c.frames[idx], net.config.image_size)).numpy()
-            scale = np.array([c.frames.shape[2], c.frames.shape[1]])
-            errors.append(np.linalg.norm(pts * scale - c.landmarks[idx], axis=-1).ravel())
-    return float(np.concatenate(errors).mean()) if errors else None
+            read.append(pts * np.array([c.frames.shape[2], c.frames.shape[1]]))
+            true.append(c.landmarks[idx])
+    return (np.concatenate(read), np.concatenate(true)) if read else None
+
+
+def landmark_error_px(net: emo.FrameAttentionNet, clips: list[Clip], max_frames: int | None = 64
+                      ) -> float | None:
+    """Mean point-to-point error (pixels) of :func:`heatmap_points`; None where it has none."""
+    points = heatmap_points(net, clips, max_frames)
+    return None if points is None else float(np.linalg.norm(points[0] - points[1], axis=-1).mean())

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from edtalk.experts.landmark_net import LandmarkConfig, LandmarkNet, NetLandmarker, to_input
 from edtalk.train.experts.corpus import Clip, seed_everything, valid_landmark_frames
 from edtalk.train.experts.loop import Resume, train_steps
+from edtalk.train.mouth_gain import gap_agreement
 
 
 @dataclass(frozen=True)
@@ -63,4 +64,4 @@ def mean_error_px(landmarker: NetLandmarker, clips: list[Clip]) -> dict:
     pred, _ = landmarker(frames)
     dist = np.linalg.norm(pred - points, axis=-1)            # N x 68
     return {"mean_error_px": float(dist.mean()), "mouth_error_px": float(dist[:, 48:].mean()),
-            "frames": int(len(frames)), "image_size": int(frames.shape[1])}
+            **gap_agreement(pred, points), "frames": int(len(frames)), "image_size": int(frames.shape[1])}
