@@ -158,6 +158,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--increase", type=float, default=0.1, help="FOMM box enlargement per side")
     g.add_argument("--fit", choices=("hold", "loop"), default="hold",
                    help="shorter sources hold their last frame or loop")
+    g.add_argument("--mouth-gain", type=float, default=None,
+                   help="gain on the mouth's motion (default: the one stored in the checkpoint; 1 = the paper)")
     g.add_argument("--batch-size", type=int, default=8)
     g.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     return parser
@@ -203,11 +205,12 @@ def run_generate(args: argparse.Namespace) -> dict[str, object]:
         audio = video_audio(args.mouth_video)   # fitted (trimmed / padded) to the output's length
     t0 = time.perf_counter()
     result = gen.generate(model, identity, n_frames=n_frames, fit=args.fit, batch_size=args.batch_size,
-                          **sources)
+                          mouth_gain=args.mouth_gain, **sources)
     seconds = time.perf_counter() - t0
     gen.write(args.out, result.frames, audio)
+    gain = model.mouth_gain if args.mouth_gain is None else args.mouth_gain
     return {"out": str(args.out), "frames": len(result.frames), "seconds": seconds,
-            "frames_per_s": len(result.frames) / seconds, "audio": audio is not None}
+            "frames_per_s": len(result.frames) / seconds, "audio": audio is not None, "mouth_gain": gain}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -119,7 +119,11 @@ def build(records: list[dict], reference_rows: tuple[str, ...] = REFERENCE_ROWS,
 def _fmt(c: Cell, digits: int) -> str:
     if c.value is None:
         return "–"
-    return "inf" if math.isinf(c.value) else f"{c.value:.{digits}f}"
+    if math.isinf(c.value):
+        return "inf"
+    text = f"{c.value:.{digits}f}"
+    # float noise below zero (GT's Fréchet distance to itself) is shown as the zero it rounds to
+    return text[1:] if text.startswith("-") and float(text) == 0 else text
 
 
 def render(records: list[dict], fmt: str = "md", digits: int = 3,

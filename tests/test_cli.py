@@ -72,6 +72,18 @@ def test_photo_and_driving_video_make_a_playable_mp4_with_sound(assets, tmp_path
     assert "with audio" in capsys.readouterr().out
 
 
+def test_the_mouth_gain_comes_from_the_checkpoint_unless_given(assets, tmp_path) -> None:
+    gained = tmp_path / "gained.pt"
+    save_checkpoint(gained, EDTalk(profile("tiny")).eval(), mouth_gain=1.7)
+    common = ["--identity", str(assets["photo"]), "--mouth-video", str(assets["video"]), "--threads", "1"]
+    own = cli.run_generate(cli.build_parser().parse_args(
+        ["generate", *common, "--out", str(tmp_path / "a.mp4"), "--checkpoint", str(gained)]))
+    plain = cli.run_generate(cli.build_parser().parse_args(
+        ["generate", *common, "--out", str(tmp_path / "b.mp4"), "--checkpoint", str(gained), "--mouth-gain", "1"]))
+    assert own["mouth_gain"] == 1.7 and plain["mouth_gain"] == 1.0
+    assert not np.array_equal(media.read_frames(tmp_path / "a.mp4")[0], media.read_frames(tmp_path / "b.mp4")[0])
+
+
 def test_identity_photo_is_cropped_to_the_face(assets) -> None:
     face = cli.load_identity(assets["photo"], 64)
     assert face.shape == (64, 64, 3)

@@ -275,3 +275,20 @@ def test_disentangle_emotion_and_pixel_scores() -> None:
     targets = {("a", "b", "pose"): dark, ("a", "b", "exp"): dark, ("a", "b", "still"): dark}
     p = dis.pixel_run({("a", "b", "exp"): bright}, targets, "m").iloc[0]
     assert (p["err_target"], p["err_still"], p["still_err_target"]) == (150.0, 150.0, 0.0)
+
+
+def test_the_disentangle_landmarker_reads_each_video_once() -> None:
+    from edtalk.evaluation.disentangle_report import MemoLandmarker
+
+    calls = []
+
+    def landmarker(frames):
+        calls.append(frames)
+        return np.full((len(frames), 68, 2), float(frames.mean())), np.ones(len(frames), bool)
+
+    memo = MemoLandmarker(landmarker)
+    a, b = _frames(3, 1), _frames(3, 2)
+    first = memo(a)
+    assert memo(a) is first and len(calls) == 1                       # the same array: read once
+    np.testing.assert_array_equal(memo(b)[0], landmarker(b)[0])       # another array: read anew
+    assert memo(a.copy())[0][0, 0, 0] == first[0][0, 0, 0] and len(calls) == 4

@@ -29,6 +29,14 @@ def test_markdown_layout_bold_best_and_arrows():
     assert "syncnet:trained-here@ab12cd34 (GT, Still, EDTalk-A)" in md
 
 
+def test_a_value_that_rounds_to_zero_is_shown_without_a_sign():
+    noisy = [dict(r, metrics={**r["metrics"], "fd[rgb-pool8]": -3e-9 if r["method"] == "GT" else r["metrics"]["fd[rgb-pool8]"]})
+             for r in RECORDS]
+    assert "| GT | inf | 1.00 | 0.00 | 0.00 | 9.00 |" in table.render(noisy, "md", 2)
+    negative = [dict(r, metrics={**r["metrics"], "m_lmd": -0.5}) for r in RECORDS[:1]]
+    assert "-0.50" in table.render(negative, "md", 2)                       # a real negative keeps it
+
+
 def test_csv_and_tex():
     csv = table.render(RECORDS, "csv").splitlines()
     assert csv[0] == "Method,PSNR↑,SSIM↑,M-LMD↓,FD[rgb-pool8]↓,Sync_conf↑"

@@ -50,9 +50,10 @@ def frame_windows(per_frame: np.ndarray | torch.Tensor, context_frames: int = 2)
 class AudioEncoder(nn.Module):
     """E_a: (B, steps, D) feature window -> f^a (B, out_dim).
 
-    The input normalised (``input_norm``: per step, or per coefficient by batch norm), then 1-D convs over time (kernel 3; every conv after
-    the first halves the time axis), GELU, then attention-free pooling by mean and max and
-    a linear projection to ``out_dim``.
+    The input is normalised (``input_norm``: per step, or per coefficient by batch norm),
+    then 1-D convs run over time (kernel 3; every conv after the first halves the time
+    axis) with GELU, then attention-free pooling by mean and max and a linear projection
+    to ``out_dim``.
     """
 
     def __init__(self, cfg: AudioEncoderConfig = AudioEncoderConfig()) -> None:

@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import torch
 
@@ -63,6 +64,23 @@ def load_landmarker(path: str | Path) -> dis.Landmarker:
     return emotion_net.heatmap_landmarker(*emotion_net.load(path))
 
 
+class MemoLandmarker:
+    """A landmarker that reads each frames array once: the swap table and the expression
+    carriers both read every output and target video. Keyed by the array object, which the
+    caller keeps alive and unchanged while it measures."""
+
+    def __init__(self, landmarker: dis.Landmarker) -> None:
+        self.landmarker, self.label = landmarker, getattr(landmarker, "label", "landmarks")
+        self._seen: dict[int, tuple[np.ndarray, tuple[np.ndarray, np.ndarray]]] = {}
+
+    def __call__(self, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        hit = self._seen.get(id(frames))
+        if hit is None or hit[0] is not frames:
+            hit = (frames, self.landmarker(frames))
+            self._seen[id(frames)] = hit
+        return hit[1]
+
+
 def measure(checkpoint: str, landmarks: str, emotion: str, features_dir: str, groundtruth: str,
             setup: SwapSetup, render: RenderSetup) -> Report:
     """Drive the trained and an untrained model with every pair's swaps and score the outputs.
@@ -77,7 +95,7 @@ def measure(checkpoint: str, landmarks: str, emotion: str, features_dir: str, gr
     trained = gen.load_model(checkpoint)
     torch.manual_seed(setup.untrained_seed)
     untrained = EDTalk(trained.cfg).eval()
-    landmarker = load_landmarker(landmarks)
+    landmarker = MemoLandmarker(load_landmarker(landmarks))
     corpus = dis.Corpus(features_dir, groundtruth)
     train_rows = corpus.rows(corpus.split("train"))
     reader = dis.FactorReader.fit(corpus.landmarks(train_rows), dis.factor_targets(train_rows))
