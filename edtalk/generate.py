@@ -246,7 +246,8 @@ def render_weights(model: EDTalk, identity: Identity, weights: Mapping[str, np.n
 @dataclass
 class Generated:
     frames: np.ndarray                 # (T,H,W,3) uint8
-    weights: dict[str, np.ndarray]     # per factor (T, n_c): what drove each frame
+    weights: dict[str, np.ndarray]     # per factor (T, n_c): what drove each frame (the mouth's after
+                                       # the gain: render them again with mouth_gain=1.0)
     own: dict[str, np.ndarray]         # the identity's own weights (1, n_c)
 
 
