@@ -73,7 +73,7 @@ def evaluate(params: dict[str, Any], features_dir: str = "data/features", crop_d
         emotion = Path(models_dir) / "emotion.pt"
         if not emotion.is_file():
             raise ValueError(f"evaluate.landmarks is 'heatmaps' but {emotion} is missing (dvc repro train_emotion)")
-        landmarker = emotion_net.heatmap_landmarker(*emotion_net.load(emotion))
+        landmarker = emotion_net.load_heatmap_landmarker(emotion)
     elif ev["landmarks"] != "dlib68":
         raise ValueError(f"evaluate.landmarks must be heatmaps, trained or dlib68, got {ev['landmarks']!r}")
     suite = Suite(SuiteConfig(sync_weights=choice.sync_weights, emotion_weights=choice.emotion_weights,

@@ -14,7 +14,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
@@ -26,7 +25,6 @@ from edtalk.train.experts import emotion_train
 from edtalk.train.experts.corpus import load_corpus
 from edtalk.train.experts.loop import Resume, loss_ends
 from edtalk.train.experts.pretrained import plan_training
-from edtalk.train.mouth_gain import gap_agreement
 from edtalk.params import section
 from pipeline.artifacts import publish_loss_curve, publish_summary
 from pipeline.common import announce, main_with_params
@@ -53,10 +51,7 @@ def heldout(features_dir: str, weights: str, split: str, max_frames: int | None)
     net, label = emo.load(weights)
     clips = load_corpus(features_dir, (split,))
     out = {"backend": label, **emotion_accuracy(net, clips, max_frames)}
-    points = emotion_train.heatmap_points(net, clips, max_frames)
-    if points is not None:               # the M-/F-LMD instrument (evaluate.landmarks: heatmaps)
-        out["landmark_error_px"] = float(np.linalg.norm(points[0] - points[1], axis=-1).mean())
-        out.update({f"landmark_{k}": v for k, v in gap_agreement(*points).items()})
+    out.update(emotion_train.heatmap_quality(net, clips, max_frames) or {})   # the M-/F-LMD instrument
     return out
 
 

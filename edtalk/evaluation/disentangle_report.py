@@ -61,7 +61,7 @@ def load_landmarker(path: str | Path) -> dis.Landmarker:
     config = dict(torch.load(path, map_location="cpu", weights_only=True).get("config") or {})
     if "backbone" not in config:
         return landmark_net.load(path)
-    return emotion_net.heatmap_landmarker(*emotion_net.load(path))
+    return emotion_net.load_heatmap_landmarker(path)
 
 
 class MemoLandmarker:

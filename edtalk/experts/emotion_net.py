@@ -302,6 +302,11 @@ def heatmap_landmarker(net: FrameAttentionNet, label: str) -> NetLandmarker:
     return NetLandmarker(net, f"heatmap-landmarks:{label}", points=net.landmarker)
 
 
+def load_heatmap_landmarker(path: str | os.PathLike) -> NetLandmarker:
+    """:func:`heatmap_landmarker` of the emotion evaluator file ``path`` (ValueError without heatmaps)."""
+    return heatmap_landmarker(*load(path))
+
+
 @torch.inference_mode()
 def video_log_probs(frames: np.ndarray, net: FrameAttentionNet, max_frames: int | None = None,
                     device: str | torch.device = "cpu") -> np.ndarray:

@@ -112,10 +112,10 @@ def mouth_gain(cfg: StageConfig, model: EDTalk, features_dir: str | Path) -> dic
     path = cfg.emotion_checkpoint
     if not path or not Path(path).is_file():
         return {"mouth_gain": 1.0, "note": f"not calibrated: no emotion evaluator at {path}"}
-    net, label = emotion_net.load(path)
-    if getattr(getattr(net, "config", None), "backbone", None) != "landmarks":
-        return {"mouth_gain": 1.0, "note": f"not calibrated: {path} has no landmark heatmaps"}
-    landmarker = emotion_net.heatmap_landmarker(net, label)
+    try:
+        landmarker = emotion_net.load_heatmap_landmarker(path)
+    except ValueError as err:           # an evaluator without the heatmap head
+        return {"mouth_gain": 1.0, "note": f"not calibrated: {err}"}
     renderer = copy.deepcopy(model).cpu().eval()
 
     def render(identity: np.ndarray, video: np.ndarray, g: float) -> np.ndarray:

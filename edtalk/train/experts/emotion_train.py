@@ -38,6 +38,7 @@ import torch.nn.functional as F
 from edtalk.experts import emotion_net as emo
 from edtalk.train.experts.corpus import Clip, seed_everything, valid_landmark_frames
 from edtalk.train.experts.loop import Resume, train_steps
+from edtalk.train.mouth_gain import gap_agreement
 
 
 @dataclass(frozen=True)
@@ -268,8 +269,19 @@ def heatmap_points(net: emo.FrameAttentionNet, clips: list[Clip], max_frames: in
     return (np.concatenate(read), np.concatenate(true)) if read else None
 
 
+def heatmap_quality(net: emo.FrameAttentionNet, clips: list[Clip], max_frames: int | None = 64
+                    ) -> dict[str, float] | None:
+    """How :func:`heatmap_points` read ``clips``: mean point-to-point error (pixels) and the
+    inner-lip gap's agreement with the true points (``gap_agreement``); None where it has none."""
+    points = heatmap_points(net, clips, max_frames)
+    if points is None:
+        return None
+    return {"landmark_error_px": float(np.linalg.norm(points[0] - points[1], axis=-1).mean()),
+            **{f"landmark_{k}": v for k, v in gap_agreement(*points).items()}}
+
+
 def landmark_error_px(net: emo.FrameAttentionNet, clips: list[Clip], max_frames: int | None = 64
                       ) -> float | None:
     """Mean point-to-point error (pixels) of :func:`heatmap_points`; None where it has none."""
-    points = heatmap_points(net, clips, max_frames)
-    return None if points is None else float(np.linalg.norm(points[0] - points[1], axis=-1).mean())
+    quality = heatmap_quality(net, clips, max_frames)
+    return None if quality is None else quality["landmark_error_px"]
