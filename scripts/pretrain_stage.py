@@ -10,11 +10,16 @@ such a file for another corpus and fine-tunes it for `finetune_steps`. Determini
 CPU with one thread: the command reproduces the file.
 
     python scripts/pretrain_stage.py autoencoder --steps 12000 --out pretrained/edtalk-tiny-autoencoder.pt
-    python scripts/pretrain_stage.py mouth_pose --steps 5000 \\
+    python scripts/pretrain_stage.py mouth_pose --steps 5000 --then-finetune 1000 \\
         --start pretrained/edtalk-tiny-autoencoder.pt --out pretrained/edtalk-tiny-mouth-pose.pt
     python scripts/pretrain_stage.py expression --steps 3000 \\
-        --start pretrained/edtalk-tiny-mouth-pose.pt --emotion pretrained/edtalk-tiny-emotion.pt \\
-        --out pretrained/edtalk-tiny-expression.pt
+        --start data/cache/pretrain_mouth_pose/train_mouth_pose/model.pt \\
+        --emotion pretrained/edtalk-tiny-emotion.pt --out pretrained/edtalk-tiny-expression.pt
+
+(``--then-finetune N``: then the stage's fine-tune path on that result, as `dvc repro` runs it
+with ``finetune_steps: N``, so the file can hold what the run would train and the run take it
+with ``finetune_steps: 0``. The expression file starts from the mouth-pose stage's 5000-step
+model, which the first command leaves in its work folder.)
 
 (`pretrained/edtalk-tiny-autoencoder.pt` was made by the first command under this script's
 earlier name, ``scripts/pretrain_autoencoder.py``, which its recipe field still names.) For the
@@ -49,8 +54,13 @@ def main(argv: list[str] | None = None) -> Path:
                     help="expression: the emotion evaluator used as psi of L_mot (Eq. 9)")
     ap.add_argument("--work", default=None, help="models folder of the run (checkpoints: resumable); "
                     "default data/cache/pretrain_<stage>")
+    ap.add_argument("--then-finetune", type=int, default=0, metavar="N",
+                    help="mouth_pose, expression: then fine-tune that result N steps exactly as `dvc repro` "
+                    "does with finetune_steps N (same start, batches and optimiser restart)")
     ap.add_argument("--out", required=True)
     args = ap.parse_args(argv)
+    if args.then_finetune and args.stage not in PREVIOUS:
+        ap.error("--then-finetune is for mouth_pose and expression (the autoencoder: --start continues)")
     params = load_params(args.params)
     work = Path(args.work or f"data/cache/pretrain_{args.stage}")
     overrides = {"steps": args.steps, "pretrained": None, "finetune_steps": 0,
@@ -72,20 +82,39 @@ def main(argv: list[str] | None = None) -> Path:
     summary = run_stage(cfg, args.features, work, None)
     if summary["step"] < args.steps:
         raise SystemExit(f"stopped at step {summary['step']} of {args.steps}; run again to resume")
-    model, extra = load_checkpoint(work / DIRS[args.stage] / "model.pt")
+    result = work / DIRS[args.stage] / "model.pt"
+    if args.then_finetune:
+        result, summary = fine_tune(params, args.stage, overrides, result, args.then_finetune, start,
+                                    args.features, work / "then_finetune")
+    model, extra = load_checkpoint(result)
     start_flag = f" --start {args.start}" if args.start else ""
-    recipe = (f"scripts/pretrain_stage.py {args.stage} --steps {args.steps}{start_flag} "
+    then_flag = f" --then-finetune {args.then_finetune}" if args.then_finetune else ""
+    recipe = (f"scripts/pretrain_stage.py {args.stage} --steps {args.steps}{start_flag}{then_flag} "
               f"(params train.{args.stage})")
-    save_checkpoint(Path(args.out), model, stage=args.stage, step=extra["step"],
+    save_checkpoint(Path(args.out), model, stage=args.stage, step=args.steps + args.then_finetune,
                     train_identities=extra["train_identities"], seed=cfg.seed, recipe=recipe,
                     mot_networks=extra.get("mot_networks", []),
                     corpus=train_corpus_record(args.features),
                     val_l1=summary.get("val/l1", float("nan")),
                     val_l1_still_identity=summary.get("val/l1_still_identity", float("nan")))
-    print(f"{args.out}: {args.stage} {args.steps} steps, val L1 {summary.get('val/l1', float('nan')):.4f} "
+    print(f"{args.out}: {args.stage} {args.steps}{then_flag and f' + {args.then_finetune}'} steps, val L1 {summary.get('val/l1', float('nan')):.4f} "
           f"(still identity {summary.get('val/l1_still_identity', float('nan')):.4f}), "
           f"{time.perf_counter() - t0:.0f} s", flush=True)
     return Path(args.out)
+
+
+def fine_tune(params: dict, stage: str, overrides: dict, pretrained: Path, steps: int, start: Path,
+              features: str, work: Path) -> tuple[Path, dict]:
+    """The stage's fine-tune path (as `dvc repro` runs it with ``finetune_steps: steps``) on
+    ``pretrained``, over the previous stage's model ``start``; its own resumable work folder."""
+    previous = work / DIRS[PREVIOUS[stage]] / "model.pt"
+    previous.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(start, previous)
+    cfg = stage_config(params, stage, **{**overrides, "pretrained": str(pretrained), "finetune_steps": steps})
+    summary = run_stage(cfg, features, work, None)
+    if summary["step"] < steps:
+        raise SystemExit(f"fine-tune stopped at step {summary['step']} of {steps}; run again to resume")
+    return work / DIRS[stage] / "model.pt", summary
 
 
 if __name__ == "__main__":

@@ -271,6 +271,28 @@ def test_the_pretrain_script_continues_an_autoencoder_file(features, tmp_path, c
     assert moved and max(moved) < 0.05        # two steps on from the file, not a fresh model
 
 
+def test_the_pretrain_script_then_fine_tunes_as_the_run_does(features, tmp_path, chain, monkeypatch):
+    import importlib.util
+    import shutil
+
+    spec = importlib.util.spec_from_file_location("pretrain_stage", ROOT / "scripts" / "pretrain_stage.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    monkeypatch.setattr(script, "stage_config", lambda params, stage, **kw: small_cfg(stage, **kw))
+    start, work = chain / "train_autoencoder" / "model.pt", tmp_path / "work"
+    out = script.main(["mouth_pose", "--steps", "2", "--then-finetune", "2", "--start", str(start),
+                       "--features", str(features), "--work", str(work), "--out", str(tmp_path / "mp.pt")])
+    model, extra = load_checkpoint(out)
+    assert extra["step"] == 4 and "--steps 2 --start" in extra["recipe"] and "--then-finetune 2" in extra["recipe"]
+    # what `dvc repro` makes of the 2-step file with finetune_steps 2
+    shutil.copytree(chain / "train_autoencoder", tmp_path / "run" / "train_autoencoder")
+    run_stage(small_cfg("mouth_pose", pretrained=str(work / "train_mouth_pose" / "model.pt"), finetune_steps=2),
+              features, tmp_path / "run", None)
+    run, shipped = _state(tmp_path / "run" / "train_mouth_pose" / "model.pt"), model.state_dict()
+    assert all(torch.equal(run[k], shipped[k]) for k in run)
+    assert not torch.equal(shipped["lip_fc.0.weight"], _state(work / "train_mouth_pose" / "model.pt")["lip_fc.0.weight"])
+
+
 def test_a_later_stage_fine_tunes_a_pretrained_file_of_this_corpus_only(features, tmp_path, chain):
     import shutil
 
@@ -292,8 +314,15 @@ def test_a_later_stage_fine_tunes_a_pretrained_file_of_this_corpus_only(features
     assert moved and moved <= trained
     # navigation continued from the file (not restarted): two steps move it only a little
     assert max((tuned[k] - start[k]).abs().max().item() for k in moved) < 0.05
-    with pytest.raises(ValueError, match="finetune_steps > 0"):
-        run_stage(small_cfg("mouth_pose", pretrained=str(path), finetune_steps=0), features, tmp_path / "z", None)
+    # finetune_steps 0: the file's groups on the previous stage's model are the stage's result
+    shutil.copytree(chain / "train_autoencoder", tmp_path / "z" / "train_autoencoder")
+    out = run_stage(small_cfg("mouth_pose", pretrained=str(path), finetune_steps=0), features, tmp_path / "z", None)
+    assert out["loaded"] == str(path) and "val/l1" in out
+    taken = _state(tmp_path / "z" / "train_mouth_pose" / "model.pt")
+    ae = _state(chain / "train_autoencoder" / "model.pt")
+    assert all(torch.equal(taken[k], start[k]) for k in start if k in trained)
+    assert all(torch.equal(taken[k], ae[k]) for k in ae if k.startswith(("enc.", "dec.")))
+    assert (tmp_path / "z" / "train_mouth_pose" / "checkpoints").is_dir()
     other = make_features(tmp_path / "other", seed=1)
     with pytest.raises(WrongCorpus, match="set train.mouth_pose.pretrained to null"):
         run_stage(cfg, other, tmp_path / "o", None)

@@ -64,7 +64,7 @@ class StageConfig:
     pretrained: str | None = None      # a file to start from instead of the previous stage's model
                                        # (autoencoder: official EDTalk.pt or ours, loaded as it is;
                                        # mouth_pose, expression: ours, scripts/pretrain_stage.py)
-    finetune_steps: int = 0            # steps trained on the pretrained file (autoencoder: 0 = load only)
+    finetune_steps: int = 0            # steps trained on the pretrained file (0: take it as the stage's result)
     emotions: tuple[str, ...] | None = None   # train on clips of these emotions only (None = all):
                                        # the paper's mouth-pose stage sees HDTF alone (§4.1)
     restart_navigation: bool = False   # mouth_pose: fresh MLN, PLN, trunk on the loaded E, G

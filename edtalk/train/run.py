@@ -167,6 +167,51 @@ def _check_frame_size(model: EDTalk, table: FrameTable) -> None:
                          "run crop and features with the model's profile (params.yaml crop.size)")
 
 
+def _finish(cfg: StageConfig, model: EDTalk, disc: torch.nn.Module | None, features_dir: str | Path,
+            out_dir: Path, summary: dict[str, Any], **record: Any) -> None:
+    """The end of every stage that has a model to write: the val check, the expression stage's
+    mouth gain, and ``model.pt`` (``record``: what else the file says about its making)."""
+    summary.update(validate(model, cfg.stage, features_dir, cfg.val_frames, cfg.seed))
+    gain: dict[str, Any] = {}
+    if cfg.stage == "expression":
+        gain = mouth_gain(cfg, model, features_dir)
+        summary["mouth_gain"] = gain["mouth_gain"]
+        summary["mouth_gain_calibration"] = gain.get("calibration") or gain.get("note")
+    save_checkpoint(out_dir / "model.pt", model, disc=disc.state_dict() if disc is not None else {},
+                    stage=cfg.stage, **record, **gain)
+
+
+def _write_summary(live: Any, summary: dict[str, Any]) -> None:
+    """The summary's numbers into DVCLive's metrics.json; "a/b" nests as DVCLive's own metrics do."""
+    for k, v in summary.items():
+        if isinstance(v, (int, float)) and not k.startswith("loss/"):
+            head, _, tail = k.partition("/")
+            if tail:
+                live.summary.setdefault(head, {})[tail] = v
+            else:
+                live.summary[k] = v
+    live.end()
+
+
+def _use_pretrained(cfg: StageConfig, model: EDTalk, disc: torch.nn.Module | None, features_dir: str | Path,
+                    out_dir: Path, live_dir: Path | None, summary: dict[str, Any]) -> dict[str, Any]:
+    """A stage with ``finetune_steps: 0``: the pretrained file (a later stage: its groups on the
+    previous stage's output) is the stage's model, checked on val (and, for the expression
+    stage, its mouth gain calibrated) without training here."""
+    (out_dir / "checkpoints").mkdir(parents=True, exist_ok=True)   # the stage's declared output
+    log.info("%s: took %s from %s instead of training", cfg.stage, "/".join(STAGES[cfg.stage].groups),
+             cfg.pretrained)
+    if world()[0] == 0:
+        _finish(cfg, model, disc, features_dir, out_dir, summary, step=0, source=str(cfg.pretrained))
+        if live_dir is not None:                    # the stage's declared DVCLive outputs exist
+            from dvclive import Live
+
+            live = Live(str(live_dir), save_dvc_exp=False, dvcyaml=False)
+            live.log_metric("pretrained_loaded", 1.0)
+            _write_summary(live, summary)
+    return {**summary, "loaded": str(cfg.pretrained)}
+
+
 def _run_stage(cfg: StageConfig, features_dir: str | Path, models_dir: str | Path,
                live_root: str | Path | None, stop_after: int | None) -> dict[str, Any]:
     rank, size = world()
@@ -188,34 +233,21 @@ def _run_stage(cfg: StageConfig, features_dir: str | Path, models_dir: str | Pat
             check_corpus_record(extra["corpus"], features_dir, cfg.pretrained, setting)
         else:
             check_pretrained_identities(extra, table, features_dir, cfg.pretrained, setting)
-        if cfg.stage != "autoencoder" and not finetune:
-            raise ValueError(f"train.{cfg.stage}.pretrained needs finetune_steps > 0: the stage trains "
-                             "on the pretrained file")
     if finetune:                        # the pretrained file is the start; train finetune_steps on it
         cfg = replace(cfg, steps=cfg.finetune_steps)
         summary["finetuned_from"] = str(cfg.pretrained)
-    elif cfg.stage == "autoencoder" and cfg.pretrained:
-        (out_dir / "checkpoints").mkdir(parents=True, exist_ok=True)   # the stage's declared output
-        if rank == 0:
-            save_checkpoint(out_dir / "model.pt", pretrained, stage=cfg.stage, step=0,
-                            source=str(cfg.pretrained))
-        log.info("autoencoder: loaded %s instead of training", cfg.pretrained)
-        if rank == 0 and live_dir is not None:      # the stage's declared DVCLive outputs exist
-            from dvclive import Live
-
-            live = Live(str(live_dir), save_dvc_exp=False, dvcyaml=False)
-            live.log_metric("pretrained_loaded", 1.0)
-            live.summary.update(validate(pretrained, "autoencoder", features_dir, cfg.val_frames, cfg.seed))
-            live.end()
-        return {**summary, "loaded": str(cfg.pretrained)}
+    elif cfg.stage == "autoencoder" and cfg.pretrained:   # the file is the whole model
+        return _use_pretrained(cfg, pretrained, None, features_dir, out_dir, live_dir, summary)
     init = Path(models_dir) / DIRS[PREVIOUS[cfg.stage]] / "model.pt" if cfg.stage in PREVIOUS else None
     if finetune and init is None:       # the autoencoder: the pretrained file is the start
         init = Path(cfg.pretrained)
     model, disc = build(cfg, init)
-    if finetune and cfg.stage in PREVIOUS:
+    if cfg.pretrained and cfg.stage in PREVIOUS:
         # A later stage's file gives only the groups this stage trains; the frozen rest is the
         # previous stage's output, as when training here (else that stage's work is lost).
         take_groups(model, pretrained, STAGES[cfg.stage].groups)
+    if cfg.pretrained and not finetune:  # finetune_steps 0: the file is the stage's result
+        return _use_pretrained(cfg, model, disc, features_dir, out_dir, live_dir, summary)
     _check_frame_size(model, table)
     if cfg.stage == "expression" and cfg.neutral_start and not finetune:
         neutral_start(model)            # a resumed run's checkpoint overwrites this
@@ -240,25 +272,11 @@ def _run_stage(cfg: StageConfig, features_dir: str | Path, models_dir: str | Pat
     summary.update(step=result.step, resumed_from=result.resumed_from, seconds=round(result.seconds, 2),
                    samples_per_s=round(result.samples_per_s, 3), **result.last)
     if result.step >= cfg.steps and rank == 0:
-        summary.update(validate(model, cfg.stage, features_dir, cfg.val_frames, cfg.seed))
-        gain: dict[str, Any] = {}
-        if cfg.stage == "expression":
-            gain = mouth_gain(cfg, model, features_dir)
-            summary["mouth_gain"] = gain["mouth_gain"]
-            summary["mouth_gain_calibration"] = gain.get("calibration") or gain.get("note")
-        save_checkpoint(out_dir / "model.pt", model, disc=disc.state_dict() if disc is not None else {},
-                        stage=cfg.stage, step=result.step, perceptual=perceptual.name,
-                        mot_networks=list(names), train_identities=sorted(table.identity_names),
-                        **({"finetuned_from": str(cfg.pretrained)} if finetune else {}), **gain)
+        _finish(cfg, model, disc, features_dir, out_dir, summary, step=result.step, perceptual=perceptual.name,
+                mot_networks=list(names), train_identities=sorted(table.identity_names),
+                **({"finetuned_from": str(cfg.pretrained)} if finetune else {}))
     if result.live is not None:
-        for k, v in summary.items():     # numbers only; "a/b" nests as DVCLive's own metrics do
-            if isinstance(v, (int, float)) and not k.startswith("loss/"):
-                head, _, tail = k.partition("/")
-                if tail:
-                    result.live.summary.setdefault(head, {})[tail] = v
-                else:
-                    result.live.summary[k] = v
-        result.live.end()
+        _write_summary(result.live, summary)
     return summary
 
 
