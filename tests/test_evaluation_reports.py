@@ -116,3 +116,15 @@ def test_sync_sensitivity_scores_ground_truth_defects_and_generated_videos(tmp_p
     assert text.startswith("# SyncNet sensitivity\n\nSyncNet `syncnet:x`; 1 `test` clips, each scored")
     assert "| EDTalk-V" in text and text.endswith("(3 s)\n")
     assert sync_sensitivity.generated_methods(tmp_path / "absent") == []
+    # with an emotion reader: each video's reading lands in its own row and in Acc_emo
+    def sharp_reads_happy(frames: np.ndarray) -> str:
+        return "happy" if np.abs(np.diff(frames.astype(int), axis=2)).mean() > 40 else "sad"
+    scores = sync_sensitivity.score_clips(["c1"], clips, generated, net, sharp_reads_happy, {"c1": "happy"})
+    stored, made = (media.read_frames(p)[0] for p in (clips / "c1.mp4", generated / "EDTalk-V" / "c1.mp4"))
+    expected = [sharp_reads_happy(v) == "happy"
+                for v in [d(stored) for d in sync_sensitivity.DEFECTS.values()] + [made]]
+    assert list(scores["emotion_read"]) == expected and expected[0] and not expected[1]   # blur reads "sad"
+    table = sync_sensitivity.summary(scores)
+    assert list(table["Acc_emo"]) == [float(e) for e in expected]
+    text = sync_sensitivity.render_markdown(table, "syncnet:x", 1, "test", 3.2, "emotion:y")
+    assert text.startswith("# SyncNet and emotion evaluator sensitivity") and "emotion evaluator `emotion:y`" in text

@@ -1,9 +1,12 @@
-"""How far below ground truth small image defects put the SyncNet confidence (LSE-C).
+"""How far below ground truth small image defects put the SyncNet confidence (LSE-C), and
+the emotion evaluator's accuracy (Acc_emo).
 
 With the same SyncNet and audio, the ground-truth clips are scored untouched and after
 defects much milder than a 64-px CPU generator's: a Gaussian blur of 1 px, one more H.264
 pass at CRF 28, and half the motion (every frame blended halfway toward the clip's mean
 frame); next to them, the generated videos of the ``generate`` stage (``<method>/<clip_id>.mp4``).
+Given a classifier and the clips' labels, every video's emotion is read too (as Table 1's
+Acc_emo reads it), so both instruments are calibrated on the same defects.
 :func:`score_clips` gives one row per (video, clip); :func:`summary` the table;
 :func:`render_markdown` the report.
 """
@@ -11,7 +14,7 @@ frame); next to them, the generated videos of the ``generate`` stage (``<method>
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import numpy as np
@@ -47,9 +50,12 @@ def generated_methods(generated_dir: str | Path) -> list[str]:
     return sorted(p.name for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
 
 
-def score_clips(clip_ids: list[str], clips_dir: str | Path, generated_dir: str | Path, net: SyncNet
+def score_clips(clip_ids: list[str], clips_dir: str | Path, generated_dir: str | Path, net: SyncNet,
+                classify: Callable[[np.ndarray], str] | None = None, labels: Mapping[str, str] | None = None
                 ) -> pd.DataFrame:
-    """LSE-C and offset of every clip: ground truth, each defect, each generated method."""
+    """LSE-C and offset of every clip: ground truth, each defect, each generated method; with
+    ``classify`` (frames -> emotion name) and ``labels`` (clip id -> emotion), whether the
+    video reads as its clip's emotion (``emotion_read``)."""
     methods = generated_methods(generated_dir)
     rows = []
     for cid in clip_ids:
@@ -62,24 +68,32 @@ def score_clips(clip_ids: list[str], clips_dir: str | Path, generated_dir: str |
                 todo[m] = media.read_frames(path)[0]
         for name, frames in todo.items():
             s = sync.score(frames, audio, media.SAMPLE_RATE, net)
-            rows.append(dict(video=name, clip_id=cid, lse_c=s.lse_c, offset=s.offset))
+            row = dict(video=name, clip_id=cid, lse_c=s.lse_c, offset=s.offset)
+            if classify is not None and labels is not None:
+                row["emotion_read"] = classify(frames) == labels[cid]
+            rows.append(row)
     return pd.DataFrame(rows)
 
 
 def summary(scores: pd.DataFrame) -> pd.DataFrame:
-    """Per video: mean LSE-C and the share of clips whose offset is within one frame."""
-    table = scores.groupby("video", sort=False).agg(
-        LSE_C=("lse_c", "mean"), offset_within_1=("offset", lambda o: float(np.mean(np.abs(o) <= 1))))
-    table.columns = ["LSE-C (mean)", "share with offset within ±1 frame"]
-    return table
+    """Per video: mean LSE-C, the share of clips whose offset is within one frame and, when
+    read, the share that reads as the clip's emotion."""
+    columns = {"LSE-C (mean)": ("lse_c", "mean"),
+               "share with offset within ±1 frame": ("offset", lambda o: float(np.mean(np.abs(o) <= 1)))}
+    if "emotion_read" in scores:
+        columns["Acc_emo"] = ("emotion_read", "mean")
+    return scores.groupby("video", sort=False).agg(**columns)
 
 
-def render_markdown(table: pd.DataFrame, backend: str, clips: int, split: str, seconds: float) -> str:
-    """The report: which SyncNet, how many clips, the table."""
+def render_markdown(table: pd.DataFrame, backend: str, clips: int, split: str, seconds: float,
+                    emotion_backend: str | None = None) -> str:
+    """The report: which SyncNet (and emotion evaluator), how many clips, the table."""
+    reader = (f" Acc_emo: emotion evaluator `{emotion_backend}`, the share of clips read as their own emotion."
+              if emotion_backend else "")
     return "\n".join([
-        "# SyncNet sensitivity",
+        "# SyncNet and emotion evaluator sensitivity" if emotion_backend else "# SyncNet sensitivity",
         "",
-        f"SyncNet `{backend}`; {clips} `{split}` clips, each scored against its own speech.",
+        f"SyncNet `{backend}`; {clips} `{split}` clips, each scored against its own speech.{reader}",
         "",
         table.to_markdown(floatfmt=".3f"),
         "",
