@@ -26,7 +26,7 @@ from edtalk.experts import emotion_net, syncnet
 from edtalk.params import section
 from metrics.backends import choose
 from pipeline.artifacts import publish_summary
-from pipeline.common import main_with_params
+from pipeline.common import announce, main_with_params
 
 
 @flow(name="sync_sensitivity")
@@ -45,9 +45,14 @@ def sync_sensitivity(params: dict[str, Any], features_dir: str = "data/features"
     clip_ids = list(split["clip_id"])
     labels = dict(zip(split["clip_id"], split["emotion"]))
     classify, emotion_backend = None, None
-    if choice.emotion_weights is not None and set(labels.values()) <= set(EMOTIONS):
+    unlabelled = sorted(set(labels.values()) - set(EMOTIONS))
+    if choice.emotion_weights is None or unlabelled:
+        announce("sync_sensitivity: Acc_emo not read (" + (f"labels {unlabelled} are not emotions)" if unlabelled
+                                                           else f"no emotion evaluator in {models_dir})"))
+    else:
         emo_net, emotion_backend = emotion_net.load(choice.emotion_weights)
-        classify = lambda frames: EMOTIONS[emotion_net.predict_video(frames, emo_net, ev["emotion_max_frames"])]  # noqa: E731
+        max_frames = ev["emotion_max_frames"]
+        classify = lambda frames: EMOTIONS[emotion_net.predict_video(frames, emo_net, max_frames)]  # noqa: E731
     t0 = time.perf_counter()
     scores = sens.score_clips(clip_ids, Path(crop_dir) / "clips", generate_dir, net, classify, labels)
     table = sens.summary(scores)

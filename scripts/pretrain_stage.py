@@ -6,7 +6,8 @@ the very same stage (``edtalk.train.run_stage`` with ``params.yaml``'s `train.<s
 recipe, only more steps; resumable from its work folder) on the train split, starting from
 ``--start`` (the previous stage's file), and writes a checkpoint that records its training
 corpus (``edtalk.train.corpus_record``) for `train.<stage>.pretrained`. The stage refuses
-such a file for another corpus and fine-tunes it for `finetune_steps`. Deterministic on
+such a file for another corpus and fine-tunes it for `finetune_steps` (0: takes it as it
+is). Deterministic on
 CPU with one thread: the command reproduces the file.
 
     python scripts/pretrain_stage.py autoencoder --steps 12000 --out pretrained/edtalk-tiny-autoencoder.pt
@@ -97,7 +98,8 @@ def main(argv: list[str] | None = None) -> Path:
                     corpus=train_corpus_record(args.features),
                     val_l1=summary.get("val/l1", float("nan")),
                     val_l1_still_identity=summary.get("val/l1_still_identity", float("nan")))
-    print(f"{args.out}: {args.stage} {args.steps}{then_flag and f' + {args.then_finetune}'} steps, val L1 {summary.get('val/l1', float('nan')):.4f} "
+    steps = f"{args.steps} + {args.then_finetune}" if args.then_finetune else str(args.steps)
+    print(f"{args.out}: {args.stage} {steps} steps, val L1 {summary.get('val/l1', float('nan')):.4f} "
           f"(still identity {summary.get('val/l1_still_identity', float('nan')):.4f}), "
           f"{time.perf_counter() - t0:.0f} s", flush=True)
     return Path(args.out)

@@ -290,6 +290,11 @@ def test_the_pretrain_script_then_fine_tunes_as_the_run_does(features, tmp_path,
               features, tmp_path / "run", None)
     run, shipped = _state(tmp_path / "run" / "train_mouth_pose" / "model.pt"), model.state_dict()
     assert all(torch.equal(run[k], shipped[k]) for k in run)
+    # ... and the run that takes the script's file with finetune_steps 0 has that same model
+    shutil.copytree(chain / "train_autoencoder", tmp_path / "taken" / "train_autoencoder")
+    run_stage(small_cfg("mouth_pose", pretrained=str(out), finetune_steps=0), features, tmp_path / "taken", None)
+    taken = _state(tmp_path / "taken" / "train_mouth_pose" / "model.pt")
+    assert all(torch.equal(run[k], taken[k]) for k in run)
     assert not torch.equal(shipped["lip_fc.0.weight"], _state(work / "train_mouth_pose" / "model.pt")["lip_fc.0.weight"])
 
 
@@ -315,9 +320,17 @@ def test_a_later_stage_fine_tunes_a_pretrained_file_of_this_corpus_only(features
     # navigation continued from the file (not restarted): two steps move it only a little
     assert max((tuned[k] - start[k]).abs().max().item() for k in moved) < 0.05
     # finetune_steps 0: the file's groups on the previous stage's model are the stage's result
+    # (the file's own E and G are moved off, so keeping the autoencoder's is visible)
+    moved_eg = load_checkpoint(chain / "train_mouth_pose" / "model.pt")[0]
+    with torch.no_grad():
+        for n, p in moved_eg.named_parameters():
+            if n.startswith(("enc.", "dec.")):
+                p.add_(0.5)
+    path0 = tmp_path / "mouth_pose_0.pt"
+    save_checkpoint(path0, moved_eg, corpus=train_corpus_record(features), train_identities=["id0", "id1", "id2"])
     shutil.copytree(chain / "train_autoencoder", tmp_path / "z" / "train_autoencoder")
-    out = run_stage(small_cfg("mouth_pose", pretrained=str(path), finetune_steps=0), features, tmp_path / "z", None)
-    assert out["loaded"] == str(path) and "val/l1" in out
+    out = run_stage(small_cfg("mouth_pose", pretrained=str(path0), finetune_steps=0), features, tmp_path / "z", None)
+    assert out["loaded"] == str(path0) and "val/l1" in out
     taken = _state(tmp_path / "z" / "train_mouth_pose" / "model.pt")
     ae = _state(chain / "train_autoencoder" / "model.pt")
     assert all(torch.equal(taken[k], start[k]) for k in start if k in trained)
@@ -349,6 +362,17 @@ def test_a_pretrained_expression_file_gives_eln_and_eem_only(features, tmp_path,
     assert torch.equal(out[g_name], previous[g_name])                     # frozen part: the previous stage's
     eln = [n for n in out if n.startswith("exp_fc.")]
     assert eln and all((out[n] - source.state_dict()[n]).abs().max() < 0.05 for n in eln)   # from the file
+    # finetune_steps 0: the file's ELN/EEM as they are, and every output the stage declares
+    taken = tmp_path / "taken"
+    shutil.copytree(chain / "train_mouth_pose", taken / "train_mouth_pose")
+    summary = run_stage(small_cfg("expression", pretrained=str(path), finetune_steps=0), features, taken,
+                        tmp_path / "live")
+    got = _state(taken / "train_expression" / "model.pt")
+    assert all(torch.equal(got[n], source.state_dict()[n]) for n in eln) and torch.equal(got[g_name], previous[g_name])
+    assert "mouth_gain" in summary and "val/l1" in summary                # the end of the stage ran
+    assert (taken / "train_expression" / "face_net.pt").is_file()
+    assert (taken / "train_expression" / "checkpoints").is_dir()
+    assert (tmp_path / "live" / "train_expression" / "metrics.json").is_file()
 
 
 def test_training_device_is_resolved_and_unavailable_ones_are_refused() -> None:

@@ -149,7 +149,8 @@ def take_groups(model: EDTalk, source: EDTalk, groups: tuple[str, ...]) -> None:
 
 def run_stage(cfg: StageConfig, features_dir: str | Path = "data/features", models_dir: str | Path = "models",
               live_root: str | Path | None = "dvclive", stop_after: int | None = None) -> dict[str, Any]:
-    """Train (or resume) one stage and write its final model; returns a summary."""
+    """Train (or resume) one stage and write its final model; returns a summary. With a
+    pretrained file and ``finetune_steps: 0`` the file is the stage's model (no training)."""
     threads = torch.get_num_threads()
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -167,18 +168,17 @@ def _check_frame_size(model: EDTalk, table: FrameTable) -> None:
                          "run crop and features with the model's profile (params.yaml crop.size)")
 
 
-def _finish(cfg: StageConfig, model: EDTalk, disc: torch.nn.Module | None, features_dir: str | Path,
-            out_dir: Path, summary: dict[str, Any], **record: Any) -> None:
+def _finish(cfg: StageConfig, model: EDTalk, features_dir: str | Path, out_dir: Path, summary: dict[str, Any],
+            **record: Any) -> None:
     """The end of every stage that has a model to write: the val check, the expression stage's
-    mouth gain, and ``model.pt`` (``record``: what else the file says about its making)."""
+    mouth gain, and ``model.pt`` (``record``: D's weights and what the file says about its making)."""
     summary.update(validate(model, cfg.stage, features_dir, cfg.val_frames, cfg.seed))
     gain: dict[str, Any] = {}
     if cfg.stage == "expression":
         gain = mouth_gain(cfg, model, features_dir)
         summary["mouth_gain"] = gain["mouth_gain"]
         summary["mouth_gain_calibration"] = gain.get("calibration") or gain.get("note")
-    save_checkpoint(out_dir / "model.pt", model, disc=disc.state_dict() if disc is not None else {},
-                    stage=cfg.stage, **record, **gain)
+    save_checkpoint(out_dir / "model.pt", model, stage=cfg.stage, **record, **gain)
 
 
 def _write_summary(live: Any, summary: dict[str, Any]) -> None:
@@ -193,16 +193,20 @@ def _write_summary(live: Any, summary: dict[str, Any]) -> None:
     live.end()
 
 
-def _use_pretrained(cfg: StageConfig, model: EDTalk, disc: torch.nn.Module | None, features_dir: str | Path,
-                    out_dir: Path, live_dir: Path | None, summary: dict[str, Any]) -> dict[str, Any]:
+def _use_pretrained(cfg: StageConfig, model: EDTalk, disc: torch.nn.Module | None, table: FrameTable,
+                    features_dir: str | Path, out_dir: Path, live_dir: Path | None,
+                    summary: dict[str, Any]) -> dict[str, Any]:
     """A stage with ``finetune_steps: 0``: the pretrained file (a later stage: its groups on the
     previous stage's output) is the stage's model, checked on val (and, for the expression
     stage, its mouth gain calibrated) without training here."""
     (out_dir / "checkpoints").mkdir(parents=True, exist_ok=True)   # the stage's declared output
-    log.info("%s: took %s from %s instead of training", cfg.stage, "/".join(STAGES[cfg.stage].groups),
-             cfg.pretrained)
+    if cfg.stage == "expression" and cfg.weights.mot:   # the stage's declared phi/psi substitute
+        load_or_train_face_net(out_dir / "face_net.pt", table, cfg.seed, cfg.aux_steps)
+    what = "loaded the whole model" if cfg.stage == "autoencoder" else "took " + "/".join(STAGES[cfg.stage].groups)
+    log.info("%s: %s from %s instead of training", cfg.stage, what, cfg.pretrained)
     if world()[0] == 0:
-        _finish(cfg, model, disc, features_dir, out_dir, summary, step=0, source=str(cfg.pretrained))
+        record = {"disc": disc.state_dict()} if disc is not None else {}
+        _finish(cfg, model, features_dir, out_dir, summary, step=0, source=str(cfg.pretrained), **record)
         if live_dir is not None:                    # the stage's declared DVCLive outputs exist
             from dvclive import Live
 
@@ -237,7 +241,7 @@ def _run_stage(cfg: StageConfig, features_dir: str | Path, models_dir: str | Pat
         cfg = replace(cfg, steps=cfg.finetune_steps)
         summary["finetuned_from"] = str(cfg.pretrained)
     elif cfg.stage == "autoencoder" and cfg.pretrained:   # the file is the whole model
-        return _use_pretrained(cfg, pretrained, None, features_dir, out_dir, live_dir, summary)
+        return _use_pretrained(cfg, pretrained, None, table, features_dir, out_dir, live_dir, summary)
     init = Path(models_dir) / DIRS[PREVIOUS[cfg.stage]] / "model.pt" if cfg.stage in PREVIOUS else None
     if finetune and init is None:       # the autoencoder: the pretrained file is the start
         init = Path(cfg.pretrained)
@@ -247,7 +251,7 @@ def _run_stage(cfg: StageConfig, features_dir: str | Path, models_dir: str | Pat
         # previous stage's output, as when training here (else that stage's work is lost).
         take_groups(model, pretrained, STAGES[cfg.stage].groups)
     if cfg.pretrained and not finetune:  # finetune_steps 0: the file is the stage's result
-        return _use_pretrained(cfg, model, disc, features_dir, out_dir, live_dir, summary)
+        return _use_pretrained(cfg, model, disc, table, features_dir, out_dir, live_dir, summary)
     _check_frame_size(model, table)
     if cfg.stage == "expression" and cfg.neutral_start and not finetune:
         neutral_start(model)            # a resumed run's checkpoint overwrites this
@@ -272,7 +276,8 @@ def _run_stage(cfg: StageConfig, features_dir: str | Path, models_dir: str | Pat
     summary.update(step=result.step, resumed_from=result.resumed_from, seconds=round(result.seconds, 2),
                    samples_per_s=round(result.samples_per_s, 3), **result.last)
     if result.step >= cfg.steps and rank == 0:
-        _finish(cfg, model, disc, features_dir, out_dir, summary, step=result.step, perceptual=perceptual.name,
+        _finish(cfg, model, features_dir, out_dir, summary, disc=disc.state_dict() if disc is not None else {},
+                step=result.step, perceptual=perceptual.name,
                 mot_networks=list(names), train_identities=sorted(table.identity_names),
                 **({"finetuned_from": str(cfg.pretrained)} if finetune else {}))
     if result.live is not None:
