@@ -208,7 +208,7 @@ def run_generate(args: argparse.Namespace) -> dict[str, object]:
                           mouth_gain=args.mouth_gain, **sources)
     seconds = time.perf_counter() - t0
     gen.write(args.out, result.frames, audio)
-    gain = model.mouth_gain if args.mouth_gain is None else args.mouth_gain
+    gain = gen.resolve_mouth_gain(model, args.mouth_gain)
     return {"out": str(args.out), "frames": len(result.frames), "seconds": seconds,
             "frames_per_s": len(result.frames) / seconds, "audio": audio is not None, "mouth_gain": gain}
 

@@ -251,6 +251,11 @@ class Generated:
     own: dict[str, np.ndarray]         # the identity's own weights (1, n_c)
 
 
+def resolve_mouth_gain(model: EDTalk, mouth_gain: float | None = None) -> float:
+    """The gain a render applies: ``mouth_gain`` when given, else the model's own (1 without one)."""
+    return getattr(model, "mouth_gain", 1.0) if mouth_gain is None else mouth_gain
+
+
 def generate(model: EDTalk, identity: np.ndarray, mouth: Source | None = None, pose: Source | None = None,
              exp: Source | None = None, n_frames: int | None = None, fit: Fit = "hold",
              batch_size: int = 8, channels_last: bool = True, mouth_gain: float | None = None) -> Generated:
@@ -261,7 +266,7 @@ def generate(model: EDTalk, identity: np.ndarray, mouth: Source | None = None, p
     n = output_length(sources, n_frames)
     ident = prepare_identity(model, to_tensor(identity, model.cfg.size, _dtype(model)), channels_last)
     w = factor_weights(model, ident, sources, n, fit, batch_size, channels_last)
-    gain = getattr(model, "mouth_gain", 1.0) if mouth_gain is None else mouth_gain
+    gain = resolve_mouth_gain(model, mouth_gain)
     if mouth is not None:
         w["mouth"] = scale_motion(w["mouth"], gain)
     frames = render_weights(model, ident, w, batch_size)
