@@ -7,8 +7,7 @@ recipe, only more steps; resumable from its work folder) on the train split, sta
 ``--start`` (the previous stage's file), and writes a checkpoint that records its training
 corpus (``edtalk.train.corpus_record``) for `train.<stage>.pretrained`. The stage refuses
 such a file for another corpus and fine-tunes it for `finetune_steps` (0: takes it as it
-is). Deterministic on
-CPU with one thread: the command reproduces the file.
+is). Deterministic on CPU with one thread: the command reproduces the file.
 
     python scripts/pretrain_stage.py autoencoder --steps 12000 --out pretrained/edtalk-tiny-autoencoder.pt
     python scripts/pretrain_stage.py mouth_pose --steps 5000 --then-finetune 1000 \\
