@@ -29,6 +29,8 @@ class LossWeights:
     mc: float = 1.0       # Eq. 10
     mouth: float = 0.0    # not in the paper: L1 over the mouth box of each mouth-pose reconstruction
                           # (the mouth is ~5 % of a 64 px crop, so the whole-image L1 barely sees it)
+    face: float = 0.0     # not in the paper: L1 over the boxes of brows + eyes and of the mouth
+                          # (the regions the emotions move; autoencoder stage)
 
 
 @dataclass(frozen=True)

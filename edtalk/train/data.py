@@ -201,7 +201,8 @@ def autoencoder_batch(table: FrameTable, seed: int, step: int, batch: int, rank:
         identity = random_similarity(full, warp_rng, source_affine)[idx]
     driving = shard(rows, rank, world)[:, 1]
     return {"identity": identity, "driving": table.images(driving),
-            "mouth": mouth_masks(table.landmarks[driving], identity.shape[-1], mouth_margin)}
+            "mouth": mouth_masks(table.landmarks[driving], identity.shape[-1], mouth_margin),
+            "face": face_masks(table.landmarks[driving], identity.shape[-1], mouth_margin)}
 
 
 def mouth_pose_batch(table: FrameTable, seed: int, step: int, batch: int, rank: int = 0,
@@ -230,6 +231,20 @@ def mouth_pose_batch(table: FrameTable, seed: int, step: int, batch: int, rank: 
     return {"a": to_tensor(px[:, 0]), "b": to_tensor(px[:, 1]), "identity": to_tensor(px[:, 2]),
             "ma_pb": to_tensor(ab), "mb_pa": to_tensor(ba),
             "mouth_a": mouth_masks(lm[:, 0], size, margin), "mouth_b": mouth_masks(lm[:, 1], size, margin)}
+
+
+UPPER_FACE = slice(17, 48)   # brows, nose, eyes
+
+
+def face_masks(landmarks: np.ndarray, size: int, margin: int) -> torch.Tensor:
+    """(B,1,S,S) masks: the box of brows + eyes (landmarks 17-47) and the mouth box."""
+    out = mouth_masks(landmarks, size, margin).numpy()
+    for i, lm in enumerate(landmarks):
+        pts = lm[UPPER_FACE]
+        x0, y0 = np.clip(np.floor(pts.min(0) - margin).astype(int), 0, size)
+        x1, y1 = np.clip(np.ceil(pts.max(0) + margin).astype(int), 0, size)
+        out[i, 0, y0:y1, x0:x1] = 1.0
+    return torch.from_numpy(out)
 
 
 def mouth_masks(landmarks: np.ndarray, size: int, margin: int) -> torch.Tensor:

@@ -92,6 +92,8 @@ def autoencoder_losses(ctx: Context, batch: Batch) -> StageOutput:
     terms = _image_terms(ctx, fake, batch["driving"])
     if ctx.cfg.weights.mouth:                   # not in the paper (train.*.weights.mouth)
         terms["mouth"] = ctx.cfg.weights.mouth * L.masked_rec(fake, batch["driving"], batch["mouth"])
+    if ctx.cfg.weights.face:                    # not in the paper (train.autoencoder.weights.face)
+        terms["face"] = ctx.cfg.weights.face * L.masked_rec(fake, batch["driving"], batch["face"])
     return StageOutput(terms, fake, batch["driving"])
 
 
@@ -154,7 +156,7 @@ def expression_losses(ctx: Context, batch: Batch) -> StageOutput:
 
 STAGES: dict[str, Stage] = {
     "autoencoder": Stage(
-        "autoencoder", ("E", "G", "trunk", "MLN", "PLN"), ("rec", "per", "adv", "mouth"),
+        "autoencoder", ("E", "G", "trunk", "MLN", "PLN"), ("rec", "per", "adv", "mouth", "face"),
         lambda t, c, step, r, w: autoencoder_batch(t, c.seed, step, c.batch, r, w, c.pairs,
                                                    c.source_affine, c.mouth_margin),
         autoencoder_losses),
