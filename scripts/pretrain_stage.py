@@ -9,7 +9,9 @@ corpus (``edtalk.train.corpus_record``) for `train.<stage>.pretrained`. The stag
 such a file for another corpus and fine-tunes it for `finetune_steps` (0: takes it as it
 is). Deterministic on CPU with one thread: the command reproduces the file.
 
-    python scripts/pretrain_stage.py autoencoder --steps 12000 --out pretrained/edtalk-tiny-autoencoder.pt
+    python scripts/pretrain_stage.py autoencoder --steps 12000 --weight face=0 --out data/cache/autoencoder-12000.pt
+    python scripts/pretrain_stage.py autoencoder --steps 4000 --start data/cache/autoencoder-12000.pt \\
+        --work data/cache/pretrain_autoencoder_face --out pretrained/edtalk-tiny-autoencoder.pt
     python scripts/pretrain_stage.py mouth_pose --steps 5000 --then-finetune 1000 \\
         --start pretrained/edtalk-tiny-autoencoder.pt --out pretrained/edtalk-tiny-mouth-pose.pt
     python scripts/pretrain_stage.py expression --steps 3000 \\
@@ -19,12 +21,13 @@ is). Deterministic on CPU with one thread: the command reproduces the file.
 (``--then-finetune N``: then the stage's fine-tune path on that result, as `dvc repro` runs it
 with ``finetune_steps: N``, so the file can hold what the run would train and the run take it
 with ``finetune_steps: 0``. The expression file starts from the mouth-pose stage's 5000-step
-model, which the first command leaves in its work folder.)
+model, which the mouth-pose command leaves in its work folder.)
 
-(`pretrained/edtalk-tiny-autoencoder.pt` was made by the first command under this script's
-earlier name, ``scripts/pretrain_autoencoder.py``, which its recipe field still names.) For the
-autoencoder, ``--start`` continues an autoencoder file (the stage's fine-tune path, a fresh
-optimiser) instead of training from scratch.
+(The 12 000-step start is the autoencoder file shipped before 2026-12-05, made by the first
+command under this script's earlier name, ``scripts/pretrain_autoencoder.py``, before the
+face-box L1 existed: ``--weight face=0`` is that recipe.) For the autoencoder, ``--start``
+continues an autoencoder file (the stage's fine-tune path, a fresh optimiser) instead of
+training from scratch; the second command does so with `params.yaml`'s face-box weight (20).
 """
 
 from __future__ import annotations
@@ -57,6 +60,8 @@ def main(argv: list[str] | None = None) -> Path:
     ap.add_argument("--then-finetune", type=int, default=0, metavar="N",
                     help="mouth_pose, expression: then fine-tune that result N steps exactly as `dvc repro` "
                     "does with finetune_steps N (same start, batches and optimiser restart)")
+    ap.add_argument("--weight", action="append", default=[], metavar="NAME=VALUE",
+                    help="override one loss weight of train.<stage>.weights (e.g. face=0)")
     ap.add_argument("--out", required=True)
     args = ap.parse_args(argv)
     if args.then_finetune and args.stage not in PREVIOUS:
@@ -65,6 +70,8 @@ def main(argv: list[str] | None = None) -> Path:
     work = Path(args.work or f"data/cache/pretrain_{args.stage}")
     overrides = {"steps": args.steps, "pretrained": None, "finetune_steps": 0,
                  "checkpoint_every": 500, "keep_checkpoints": 2, "threads": 1}
+    if args.weight:
+        overrides["weights"] = parse_weights(ap, args.weight)
     if args.stage == "expression":
         if not args.emotion:
             ap.error("expression needs --emotion (psi of L_mot)")
@@ -89,7 +96,8 @@ def main(argv: list[str] | None = None) -> Path:
     model, extra = load_checkpoint(result)
     start_flag = f" --start {args.start}" if args.start else ""
     then_flag = f" --then-finetune {args.then_finetune}" if args.then_finetune else ""
-    recipe = (f"scripts/pretrain_stage.py {args.stage} --steps {args.steps}{start_flag}{then_flag} "
+    weight_flags = "".join(f" --weight {w}" for w in args.weight)
+    recipe = (f"scripts/pretrain_stage.py {args.stage} --steps {args.steps}{start_flag}{then_flag}{weight_flags} "
               f"(params train.{args.stage})")
     save_checkpoint(Path(args.out), model, stage=args.stage, step=args.steps + args.then_finetune,
                     train_identities=extra["train_identities"], seed=cfg.seed, recipe=recipe,
@@ -102,6 +110,18 @@ def main(argv: list[str] | None = None) -> Path:
           f"(still identity {summary.get('val/l1_still_identity', float('nan')):.4f}), "
           f"{time.perf_counter() - t0:.0f} s", flush=True)
     return Path(args.out)
+
+
+def parse_weights(ap: argparse.ArgumentParser, items: list[str]) -> dict[str, float]:
+    """``["face=0", ...]`` -> {"face": 0.0}; a malformed item is a usage error."""
+    out: dict[str, float] = {}
+    for item in items:
+        name, _, value = item.partition("=")
+        try:
+            out[name.strip()] = float(value)
+        except ValueError:
+            ap.error(f"--weight expects NAME=NUMBER, got {item!r}")
+    return out
 
 
 def fine_tune(params: dict, stage: str, overrides: dict, pretrained: Path, steps: int, start: Path,

@@ -9,7 +9,8 @@ import pandas as pd
 import pytest
 
 from edtalk.data.schema import EMOTIONS
-from edtalk.train.data import (FrameTable, autoencoder_batch, expression_batch, mouth_box, mouth_masks,
+from edtalk.train.data import (FrameTable, autoencoder_batch, expression_batch, face_masks, mouth_box,
+                               mouth_masks,
                                mouth_pose_batch, paste_mouth, window_rows)
 
 SIZE = 16
@@ -179,3 +180,17 @@ def test_mouth_masks_cover_exactly_the_mouth_box_of_each_frame(table):
         assert m.sum() < 0.5 * SIZE * SIZE
     batch = mouth_pose_batch(table, 0, 2, 2, margin=1, feather=0)
     assert batch["mouth_a"].shape == (2, 1, SIZE, SIZE) and batch["mouth_a"].sum() > 0
+
+
+def test_face_masks_add_the_brow_and_eye_box_to_the_mouth_box(table):
+    lm = mouth_landmarks(8.0, 12.0, 4.0, 2.0)
+    lm[17:48] = np.stack([np.linspace(4.0, 11.0, 31), np.linspace(3.0, 6.0, 31)], 1)   # brows .. eyes
+    face = face_masks(lm[None], SIZE, margin=1)[0, 0].numpy()
+    mouth = mouth_masks(lm[None], SIZE, margin=1)[0, 0].numpy()
+    assert set(np.unique(face)) == {0.0, 1.0} and (face >= mouth).all()
+    ys, xs = np.nonzero(face - mouth)
+    # the rest is the box of points 17-47 plus the margin: x 3..12, y 2..7
+    assert (xs.min(), xs.max(), ys.min(), ys.max()) == (3, 11, 2, 6)
+    assert face[7:10].sum() == 0                 # between the eyes' box and the mouth's: untouched
+    batch = autoencoder_batch(table, 0, 1, 2)
+    assert batch["face"].shape == (2, 1, SIZE, SIZE) and (batch["face"] >= batch["mouth"]).all()

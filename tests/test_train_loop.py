@@ -271,6 +271,42 @@ def test_the_pretrain_script_continues_an_autoencoder_file(features, tmp_path, c
     assert moved and max(moved) < 0.05        # two steps on from the file, not a fresh model
 
 
+def test_the_pretrain_script_overrides_one_loss_weight_and_records_it(features, tmp_path, chain, monkeypatch):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("pretrain_stage", ROOT / "scripts" / "pretrain_stage.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    seen = []
+    monkeypatch.setattr(script, "stage_config",
+                        lambda params, stage, **kw: seen.append(small_cfg(stage, **kw)) or seen[-1])
+    start = chain / "train_autoencoder" / "model.pt"
+    out = script.main(["autoencoder", "--steps", "1", "--start", str(start), "--features", str(features),
+                       "--weight", "face=0", "--weight", "mouth=2.5", "--work", str(tmp_path / "work"),
+                       "--out", str(tmp_path / "ae.pt")])
+    assert seen[0].weights.face == 0.0 and seen[0].weights.mouth == 2.5
+    assert seen[0].weights.rec == small_cfg("autoencoder").weights.rec     # the others untouched
+    assert load_checkpoint(out)[1]["recipe"].count("--weight") == 2
+    with pytest.raises(SystemExit):
+        script.main(["autoencoder", "--steps", "1", "--weight", "face", "--out", str(tmp_path / "x.pt")])
+
+
+def test_the_autoencoder_face_term_is_the_weighted_l1_inside_the_face_boxes(features):
+    from edtalk.train import losses as L
+    from edtalk.train.data import autoencoder_batch
+    from edtalk.train.stages import autoencoder_losses
+
+    cfg = small_cfg("autoencoder", weights={"face": 3.0})
+    table = FrameTable.load(features)
+    batch = autoencoder_batch(table, 0, 0, 2)
+    ctx = Context(model=build(cfg)[0], discriminator=None, perceptual=lambda a, b: a.new_zeros(()), cfg=cfg)
+    out = autoencoder_losses(ctx, batch)
+    expected = 3.0 * L.masked_rec(out.fake, batch["driving"], batch["face"])
+    assert torch.allclose(out.terms["face"], expected) and out.terms["face"] > 0
+    ctx.cfg = small_cfg("autoencoder", weights={"face": 0.0})
+    assert "face" not in autoencoder_losses(ctx, batch).terms
+
+
 def test_the_pretrain_script_then_fine_tunes_as_the_run_does(features, tmp_path, chain, monkeypatch):
     import importlib.util
     import shutil
