@@ -10,8 +10,7 @@ import pytest
 
 from edtalk.data.schema import EMOTIONS
 from edtalk.train.data import (FrameTable, autoencoder_batch, expression_batch, face_masks, mouth_box,
-                               mouth_masks,
-                               mouth_pose_batch, paste_mouth, window_rows)
+                               mouth_masks, mouth_pose_batch, paste_mouth, window_rows)
 
 SIZE = 16
 

@@ -9,9 +9,10 @@ import torch
 
 from edtalk.model import load_checkpoint
 from edtalk.train import STAGES, build, check_frozen, frozen_snapshot, run_stage, stage_config
-from edtalk.train.data import FrameTable
+from edtalk.train import losses as L
+from edtalk.train.data import FrameTable, autoencoder_batch
 from edtalk.train.losses import Perceptual
-from edtalk.train.stages import Context
+from edtalk.train.stages import Context, autoencoder_losses
 from tests.test_train_data import make_features
 from tests.kill9 import run_and_kill
 
@@ -292,10 +293,6 @@ def test_the_pretrain_script_overrides_one_loss_weight_and_records_it(features, 
 
 
 def test_the_autoencoder_face_term_is_the_weighted_l1_inside_the_face_boxes(features):
-    from edtalk.train import losses as L
-    from edtalk.train.data import autoencoder_batch
-    from edtalk.train.stages import autoencoder_losses
-
     cfg = small_cfg("autoencoder", weights={"face": 3.0})
     table = FrameTable.load(features)
     batch = autoencoder_batch(table, 0, 0, 2)

@@ -186,7 +186,8 @@ def autoencoder_batch(table: FrameTable, seed: int, step: int, batch: int, rank:
     """Identity frame I^i and driving frame I^d of the same clip (``pairs="clip"``, LIA's
     sampling) or of the same identity (``"identity"``: any two clips, as EDTalk-V is tested);
     with ``source_affine`` > 0 the identity frame is randomly warped (``random_similarity``).
-    ``mouth`` masks the driving frame's mouth box (``mouth_masks``)."""
+    ``mouth`` masks the driving frame's mouth box (``mouth_masks``), ``face`` that box and the
+    brows' and eyes' (``face_masks``)."""
     rng = step_rng(seed, step)
     if pairs not in ("clip", "identity"):
         raise ValueError(f"autoencoder pairs must be 'clip' or 'identity', got {pairs!r}")
@@ -236,14 +237,21 @@ def mouth_pose_batch(table: FrameTable, seed: int, step: int, batch: int, rank: 
 UPPER_FACE = slice(17, 48)   # brows, nose, eyes
 
 
+def fill_box(mask: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> None:
+    """Set to 1 the pixels of (S,S) ``mask`` from corner ``lo`` (x,y) to ``hi``, widened to whole
+    pixels and clipped to the image."""
+    size = mask.shape[-1]
+    x0, y0 = np.clip(np.floor(lo).astype(int), 0, size)
+    x1, y1 = np.clip(np.ceil(hi).astype(int), 0, size)
+    mask[y0:y1, x0:x1] = 1.0
+
+
 def face_masks(landmarks: np.ndarray, size: int, margin: int) -> torch.Tensor:
     """(B,1,S,S) masks: the box of brows + eyes (landmarks 17-47) and the mouth box."""
     out = mouth_masks(landmarks, size, margin).numpy()
     for i, lm in enumerate(landmarks):
         pts = lm[UPPER_FACE]
-        x0, y0 = np.clip(np.floor(pts.min(0) - margin).astype(int), 0, size)
-        x1, y1 = np.clip(np.ceil(pts.max(0) + margin).astype(int), 0, size)
-        out[i, 0, y0:y1, x0:x1] = 1.0
+        fill_box(out[i, 0], pts.min(0) - margin, pts.max(0) + margin)
     return torch.from_numpy(out)
 
 
@@ -252,9 +260,7 @@ def mouth_masks(landmarks: np.ndarray, size: int, margin: int) -> torch.Tensor:
     out = np.zeros((len(landmarks), 1, size, size), np.float32)
     for i, lm in enumerate(landmarks):
         c, h = mouth_box(lm, margin)
-        x0, y0 = np.clip(np.floor(c - h).astype(int), 0, size)
-        x1, y1 = np.clip(np.ceil(c + h).astype(int), 0, size)
-        out[i, 0, y0:y1, x0:x1] = 1.0
+        fill_box(out[i, 0], c - h, c + h)
     return torch.from_numpy(out)
 
 
