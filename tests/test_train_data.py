@@ -157,6 +157,24 @@ def test_mouth_swap_takes_the_mouth_box_from_the_other_frame_and_keeps_the_rest(
         src[cy - half[1] + sy, cx + sx], dst[cy - half[1], cx])
 
 
+def test_the_lips_chin_region_moves_the_chin_with_the_mouth():
+    rng = np.random.default_rng(2)
+    src = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    dst = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    lm_src, lm_dst = mouth_landmarks(16, 18, 8, 4), mouth_landmarks(16, 18, 8, 2)
+    lm_src[6:11] = [[13, 26], [14, 27], [16, 28], [18, 27], [19, 26]]   # chin dropped with the lip
+    lm_dst[6:11] = [[13, 24], [14, 25], [16, 25], [18, 25], [19, 24]]
+    (_, h_lips), (c, h) = mouth_box(lm_src, 1, "lips"), mouth_box(lm_src, 1, "lips_chin")
+    assert h[1] > h_lips[1] and c[1] + h[1] >= 28 + 1          # the box reaches below the chin
+    lips = paste_mouth(src, dst, lm_src, lm_dst, 1, 0, "lips")
+    chin = paste_mouth(src, dst, lm_src, lm_dst, 1, 0, "lips_chin")
+    assert (lips[27] == dst[27]).all()                          # the lips' box leaves the chin rows
+    sx, sy = np.round(c - mouth_box(lm_dst, 1, "lips_chin")[0]).astype(int)
+    assert (chin[27, 14:19] == src[27 + sy, 14 + sx:19 + sx]).all()   # the chin's box takes the source's
+    with pytest.raises(ValueError, match="mouth region"):
+        mouth_box(lm_src, 1, "jaw")
+
+
 def test_pairs_are_swapped_both_ways(table):
     batch = mouth_pose_batch(table, 0, 2, 2, margin=1, feather=0)
     for k in ("ma_pb", "mb_pa"):

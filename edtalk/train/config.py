@@ -71,6 +71,7 @@ class StageConfig:
                                        # the paper's mouth-pose stage sees HDTF alone (§4.1)
     restart_navigation: bool = False   # mouth_pose: fresh MLN, PLN, trunk on the loaded E, G
     mouth_margin: int = 3              # mouth_pose: pixels around landmarks 48-67
+    mouth_region: str = "lips"         # mouth_pose: what the swap moves, lips | lips_chin (data.MOUTH_REGIONS)
     mouth_feather: int = 2             # mouth_pose: soft edge width of the pasted mouth
     window: int = 5                    # expression: K frames averaged for f^{r->e}
     neutral_start: bool = True         # expression: W^e = 0 and EEM = identity at the start

@@ -22,6 +22,11 @@ import torch.nn.functional as F
 from edtalk.data.pixel_cache import PixelCache
 
 MOUTH = slice(48, 68)   # iBUG 68-point mouth (outer lip 48-59, inner 60-67)
+# The region a mouth swap moves (``train.mouth_pose.mouth_region``): the lips (the release's
+# box), or the lips and the chin below them (jaw points 6-10), which drop with the lower lip
+# when the mouth opens. Left outside the box, the chin's drop is a difference the swap
+# does not carry, so the cross-reconstruction teaches PLN to carry it.
+MOUTH_REGIONS = {"lips": np.arange(48, 68), "lips_chin": np.r_[6:11, 48:68]}
 
 
 @dataclass
@@ -137,9 +142,12 @@ def shard(x: np.ndarray, rank: int, world: int) -> np.ndarray:
 
 # --- mouth swap (paper §3.2: I^{m_a}_{p_b}) ---------------------------------------------
 
-def mouth_box(landmarks: np.ndarray, margin: int) -> tuple[np.ndarray, np.ndarray]:
-    """Centre (2,) x,y and half-extent (2,) of landmarks 48-67 plus ``margin`` pixels."""
-    pts = landmarks[MOUTH]
+def mouth_box(landmarks: np.ndarray, margin: int, region: str = "lips") -> tuple[np.ndarray, np.ndarray]:
+    """Centre (2,) x,y and half-extent (2,) of the region's landmarks (``MOUTH_REGIONS``: the
+    lips 48-67, or with the chin) plus ``margin`` pixels."""
+    if region not in MOUTH_REGIONS:
+        raise ValueError(f"mouth region must be one of {sorted(MOUTH_REGIONS)}, got {region!r}")
+    pts = landmarks[MOUTH_REGIONS[region]]
     lo, hi = pts.min(0), pts.max(0)
     return (lo + hi) / 2, (hi - lo) / 2 + margin
 
@@ -154,12 +162,12 @@ def feather_mask(half: np.ndarray, feather: int) -> np.ndarray:
 
 
 def paste_mouth(src: np.ndarray, dst: np.ndarray, lm_src: np.ndarray, lm_dst: np.ndarray,
-                margin: int = 3, feather: int = 2) -> np.ndarray:
+                margin: int = 3, feather: int = 2, region: str = "lips") -> np.ndarray:
     """Superimpose the mouth of ``src`` onto ``dst`` (uint8 S,S,3): a box around the union of
     both mouths' extents, taken around src's mouth centre and pasted on dst's mouth centre
     (translation alignment), blended with a feathered mask. Pixels outside the box are dst's."""
-    c_src, h_src = mouth_box(lm_src, margin)
-    c_dst, h_dst = mouth_box(lm_dst, margin)
+    c_src, h_src = mouth_box(lm_src, margin, region)
+    c_dst, h_dst = mouth_box(lm_dst, margin, region)
     half = np.ceil(np.maximum(h_src, h_dst)).astype(int)
     s = dst.shape[0]
     shift = np.round(c_src - c_dst).astype(int)                  # src = dst + shift
@@ -207,8 +215,8 @@ def autoencoder_batch(table: FrameTable, seed: int, step: int, batch: int, rank:
 
 
 def mouth_pose_batch(table: FrameTable, seed: int, step: int, batch: int, rank: int = 0,
-                     world: int = 1, margin: int = 3, feather: int = 2, pairs: str = "identity"
-                     ) -> dict[str, torch.Tensor]:
+                     world: int = 1, margin: int = 3, feather: int = 2, pairs: str = "identity",
+                     region: str = "lips") -> dict[str, torch.Tensor]:
     """I^a, I^b (two frames of one clip), the swaps I^{m_a}_{p_b}, I^{m_b}_{p_a}, and an
     identity frame of the same identity, different from a and b (Eqs. 3-4): from any of
     its clips (``pairs="identity"``) or from the clip of a and b (``"clip"``)."""
@@ -224,14 +232,15 @@ def mouth_pose_batch(table: FrameTable, seed: int, step: int, batch: int, rank: 
     rows = shard(np.concatenate([rows, np.array(ident)[:, None]], 1), rank, world)
     px = table.pixels[table.pixel_index[rows.reshape(-1)]].reshape(len(rows), 3, *table.pixels.frame_shape)
     lm = table.landmarks[rows[:, :2]]
-    ab = np.stack([paste_mouth(px[i, 0], px[i, 1], lm[i, 0], lm[i, 1], margin, feather)
+    ab = np.stack([paste_mouth(px[i, 0], px[i, 1], lm[i, 0], lm[i, 1], margin, feather, region)
                    for i in range(len(rows))])
-    ba = np.stack([paste_mouth(px[i, 1], px[i, 0], lm[i, 1], lm[i, 0], margin, feather)
+    ba = np.stack([paste_mouth(px[i, 1], px[i, 0], lm[i, 1], lm[i, 0], margin, feather, region)
                    for i in range(len(rows))])
     size = px.shape[2]
     return {"a": to_tensor(px[:, 0]), "b": to_tensor(px[:, 1]), "identity": to_tensor(px[:, 2]),
             "ma_pb": to_tensor(ab), "mb_pa": to_tensor(ba),
-            "mouth_a": mouth_masks(lm[:, 0], size, margin), "mouth_b": mouth_masks(lm[:, 1], size, margin)}
+            "mouth_a": mouth_masks(lm[:, 0], size, margin, region),
+            "mouth_b": mouth_masks(lm[:, 1], size, margin, region)}
 
 
 UPPER_FACE = slice(17, 48)   # brows, nose, eyes
@@ -255,11 +264,11 @@ def face_masks(landmarks: np.ndarray, size: int, margin: int) -> torch.Tensor:
     return torch.from_numpy(out)
 
 
-def mouth_masks(landmarks: np.ndarray, size: int, margin: int) -> torch.Tensor:
+def mouth_masks(landmarks: np.ndarray, size: int, margin: int, region: str = "lips") -> torch.Tensor:
     """(B,1,S,S) float masks of the box around each frame's mouth (``mouth_box``)."""
     out = np.zeros((len(landmarks), 1, size, size), np.float32)
     for i, lm in enumerate(landmarks):
-        c, h = mouth_box(lm, margin)
+        c, h = mouth_box(lm, margin, region)
         fill_box(out[i, 0], c - h, c + h)
     return torch.from_numpy(out)
 

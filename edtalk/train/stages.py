@@ -163,7 +163,8 @@ STAGES: dict[str, Stage] = {
     "mouth_pose": Stage(
         "mouth_pose", ("trunk", "MLN", "PLN"), ("rec", "per", "adv", "self", "fea", "mouth"),
         lambda t, c, step, r, w: mouth_pose_batch(t, c.seed, step, c.batch, r, w,
-                                                  c.mouth_margin, c.mouth_feather, c.pairs),
+                                                  c.mouth_margin, c.mouth_feather, c.pairs,
+                                                  c.mouth_region),
         mouth_pose_losses),
     "expression": Stage(
         "expression", ("ELN", "EEM"), ("rec", "per", "adv", "mot", "mc"),
