@@ -11,6 +11,8 @@ import pytest
 from edtalk.data.schema import EMOTIONS
 from edtalk.train.data import (FrameTable, autoencoder_batch, expression_batch, face_masks, mouth_box,
                                mouth_masks, mouth_pose_batch, paste_mouth, window_rows)
+from edtalk.train.config import StageConfig
+from edtalk.train.stages import STAGES
 
 SIZE = 16
 
@@ -211,3 +213,14 @@ def test_face_masks_add_the_brow_and_eye_box_to_the_mouth_box(table):
     assert face[7:10].sum() == 0                 # between the eyes' box and the mouth's: untouched
     batch = autoencoder_batch(table, 0, 1, 2)
     assert batch["face"].shape == (2, 1, SIZE, SIZE) and (batch["face"] >= batch["mouth"]).all()
+
+
+def test_the_mouth_pose_stage_swaps_the_configured_region(table):
+    """train.mouth_pose.mouth_region reaches the stage's batches: the chin points of the fixture
+    lie outside the lips, so the lips-and-chin box (and its loss mask) is the larger one."""
+    lips = STAGES["mouth_pose"].make_batch(table, StageConfig("mouth_pose", mouth_margin=1), 2, 0, 1)
+    chin = STAGES["mouth_pose"].make_batch(
+        table, StageConfig("mouth_pose", mouth_margin=1, mouth_region="lips_chin"), 2, 0, 1)
+    assert lips["a"].equal(chin["a"]) and lips["identity"].equal(chin["identity"])   # same frames
+    assert (chin["mouth_a"] >= lips["mouth_a"]).all() and chin["mouth_a"].sum() > lips["mouth_a"].sum()
+    assert not chin["ma_pb"].equal(lips["ma_pb"])
