@@ -11,7 +11,9 @@ is). Deterministic on CPU with one thread: the command reproduces the file.
 
     python scripts/pretrain_stage.py autoencoder --steps 12000 --weight face=0 --out data/cache/autoencoder-12000.pt
     python scripts/pretrain_stage.py autoencoder --steps 4000 --start data/cache/autoencoder-12000.pt \\
-        --work data/cache/pretrain_autoencoder_face --out pretrained/edtalk-tiny-autoencoder.pt
+        --weight face=20 --work data/cache/pretrain_autoencoder_face --out data/cache/autoencoder-face20.pt
+    python scripts/pretrain_stage.py autoencoder --steps 4000 --start data/cache/autoencoder-face20.pt \\
+        --work data/cache/pretrain_autoencoder_face50 --out pretrained/edtalk-tiny-autoencoder.pt
     python scripts/pretrain_stage.py mouth_pose --steps 5000 --then-finetune 1000 \\
         --start pretrained/edtalk-tiny-autoencoder.pt --out pretrained/edtalk-tiny-mouth-pose.pt
     python scripts/pretrain_stage.py expression --steps 3000 \\
@@ -27,7 +29,8 @@ model, which the mouth-pose command leaves in its work folder.)
 command under this script's earlier name, ``scripts/pretrain_autoencoder.py``, before the
 face-box L1 existed: ``--weight face=0`` is that recipe.) For the autoencoder, ``--start``
 continues an autoencoder file (the stage's fine-tune path, a fresh optimiser) instead of
-training from scratch; the second command does so with `params.yaml`'s face-box weight (20).
+training from scratch; the second command does so at face-box weight 20, the third at
+`params.yaml`'s (50).
 """
 
 from __future__ import annotations

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 import pytest
@@ -254,12 +255,16 @@ def test_a_pretrained_autoencoder_must_not_have_seen_held_out_identities(feature
         run_stage(small_cfg("autoencoder", pretrained=str(tmp_path / "missing.pt")), features, tmp_path / "m", None)
 
 
-def test_the_pretrain_script_continues_an_autoencoder_file(features, tmp_path, chain, monkeypatch):
-    import importlib.util
-
+def _pretrain_script():
+    """scripts/pretrain_stage.py as a module (scripts/ is not a package)."""
     spec = importlib.util.spec_from_file_location("pretrain_stage", ROOT / "scripts" / "pretrain_stage.py")
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
+    return script
+
+
+def test_the_pretrain_script_continues_an_autoencoder_file(features, tmp_path, chain, monkeypatch):
+    script = _pretrain_script()
     monkeypatch.setattr(script, "stage_config", lambda params, stage, **kw: small_cfg(stage, **kw))
     start = chain / "train_autoencoder" / "model.pt"
     out = script.main(["autoencoder", "--steps", "2", "--start", str(start), "--features", str(features),
@@ -273,11 +278,7 @@ def test_the_pretrain_script_continues_an_autoencoder_file(features, tmp_path, c
 
 
 def test_the_pretrain_script_overrides_one_loss_weight_and_records_it(features, tmp_path, chain, monkeypatch):
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("pretrain_stage", ROOT / "scripts" / "pretrain_stage.py")
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
+    script = _pretrain_script()
     seen = []
     monkeypatch.setattr(script, "stage_config",
                         lambda params, stage, **kw: seen.append(small_cfg(stage, **kw)) or seen[-1])
@@ -305,12 +306,9 @@ def test_the_autoencoder_face_term_is_the_weighted_l1_inside_the_face_boxes(feat
 
 
 def test_the_pretrain_script_then_fine_tunes_as_the_run_does(features, tmp_path, chain, monkeypatch):
-    import importlib.util
     import shutil
 
-    spec = importlib.util.spec_from_file_location("pretrain_stage", ROOT / "scripts" / "pretrain_stage.py")
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
+    script = _pretrain_script()
     monkeypatch.setattr(script, "stage_config", lambda params, stage, **kw: small_cfg(stage, **kw))
     start, work = chain / "train_autoencoder" / "model.pt", tmp_path / "work"
     out = script.main(["mouth_pose", "--steps", "2", "--then-finetune", "2", "--start", str(start),
