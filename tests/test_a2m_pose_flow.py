@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from edtalk.audio2motion.config import PoseFlowConfig
-from edtalk.audio2motion.latent_process import fit_process, kernel_correlation, process_log_prob, smooth_taps
+from edtalk.audio2motion.latent_process import (fit_process, kernel_correlation, process_log_prob, ridge_offset,
+                                               smooth_taps, within_sequence_axes)
 from edtalk.audio2motion.pose_flow import (PoseFlow, gaussian_nll, jitter, mle_loss, pose_losses, pose_rec_loss,
                                            select_noise, shrunk_covariance, temporal_loss)
 
@@ -285,3 +286,83 @@ def test_pose_losses_eq14() -> None:
     assert set(losses) == {"mle", "rec", "tem"} and all(v.isfinite() for v in losses.values())
     with pytest.raises(ValueError):
         flow.inverse(torch.randn(2, 5, 6), torch.randn(2, 4, 8))
+
+
+def _coupled_motion(n: int, t: int, seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Sequences whose offset follows a per-sequence covariate e (3-d) and whose smooth motion
+    moves dims 0 and 1 against each other: (w (n,t,6), fa (n,t,8), e (n,3))."""
+    g = torch.Generator().manual_seed(seed)
+    e = torch.randn(n, 3, generator=g)
+    lift = torch.zeros(3, 6)
+    lift[0, 0], lift[1, 2], lift[2, 3] = 1.5, -1.0, 1.0
+    k = smooth_taps(0.99).float()
+    noise = torch.randn(n * 6, 1, t + len(k) - 1, generator=g)
+    motion = torch.nn.functional.conv1d(noise, k.view(1, 1, -1)).view(n, 6, t).transpose(1, 2)
+    motion[..., 1] = -motion[..., 0] + 0.1 * motion[..., 1]          # dim 1 mirrors dim 0
+    w = (e @ lift)[:, None] + 0.5 * motion + 0.05 * torch.randn(n, t, 6, generator=g)
+    return w, torch.randn(n, t, 8, generator=g), e
+
+
+def test_within_sequence_axes_decorrelate_the_motion_and_ridge_offset_recovers_a_map() -> None:
+    w, _, e = _coupled_motion(40, 60, 0)
+    axes = within_sequence_axes([x.double() for x in w])
+    assert torch.allclose(axes.T @ axes, torch.eye(6, dtype=torch.float64), atol=1e-9)
+    y = [x.double() @ axes for x in w]
+    within = sum((v - v.mean(0)).T @ (v - v.mean(0)) for v in y) / sum(len(v) for v in y)
+    off = within - torch.diag(torch.diagonal(within))
+    assert float(off.abs().max()) < 1e-9 * float(within.abs().max()) + 1e-12
+    center, weights, offset = ridge_offset(w.mean(1), e, ridge=1e-6)
+    assert torch.allclose(weights[0, 0], torch.tensor(1.5, dtype=torch.float64), atol=0.15)
+    assert torch.allclose(weights[1, 2], torch.tensor(-1.0, dtype=torch.float64), atol=0.15)
+    assert float(weights[:, 4:].abs().max()) < 0.15                  # dims the covariate never moves
+    assert torch.allclose(offset, w.mean(1).double().mean(0)) and torch.allclose(center, e.double().mean(0))
+
+
+def test_fitted_axes_keep_the_motions_cross_correlation() -> None:
+    """Dims 0 and 1 move against each other within every sequence: in the fitted axes the
+    samples do too; modelled per dimension of z ('identity' axes) they would not."""
+    w, fa, _ = _coupled_motion(32, 80, 1)
+
+    def corr01(cfg: PoseFlowConfig) -> float:
+        flow = PoseFlow(cfg)
+        flow.fit_normalization(w)
+        flow.fit_temporal_correlation(w, fa)
+        with torch.no_grad():
+            s = flow.sample(fa, generator=torch.Generator().manual_seed(0))
+        s = s - s.mean(1, keepdim=True)
+        return float((s[..., 0] * s[..., 1]).mean() / (s[..., 0].std() * s[..., 1].std()))
+
+    w0 = w - w.mean(1, keepdim=True)
+    truth = float((w0[..., 0] * w0[..., 1]).mean() / (w0[..., 0].std() * w0[..., 1].std()))
+    assert truth < -0.9
+    assert corr01(CFG) < -0.8
+    assert corr01(replace(CFG, latent_axes="identity")) > -0.5
+    with pytest.raises(ValueError, match="latent_axes"):
+        PoseFlow(replace(CFG, latent_axes="pca"))
+
+
+def test_offset_on_expression_follows_the_clip_and_scores_the_right_one_higher() -> None:
+    w, fa, e = _coupled_motion(48, 60, 2)
+    with pytest.raises(ValueError, match="exp_dim"):
+        PoseFlow(CFG).fit_temporal_correlation(w, fa, exp=e)       # 3-d covariate, 10-d expected
+    flow = PoseFlow(replace(CFG, exp_dim=3))
+    flow.fit_normalization(w)
+    flow.fit_temporal_correlation(w, fa, exp=[x for x in e])   # a list of rows works
+    assert float(flow.spread.max()) < 1.0                      # the covariate explained part of z
+    with torch.no_grad():
+        gen = lambda s: torch.Generator().manual_seed(s)  # noqa: E731
+        means = torch.stack([flow.sample(fa[i:i + 1], generator=gen(i), exp=e[i:i + 1])[0].mean(0)
+                             for i in range(48)])
+        free = torch.stack([flow.sample(fa[i:i + 1], generator=gen(i))[0].mean(0) for i in range(48)])
+        truth = w.mean(1)
+        # sampled clip means track each clip's own offset; without W^e they cannot
+        assert float((means - truth).pow(2).mean()) < 0.3 * float((free - truth).pow(2).mean())
+        right = flow.sequence_log_prob(w, fa, e)
+        wrong = flow.sequence_log_prob(w, fa, e.roll(1, 0))
+        assert float((right - wrong).mean()) > 5.0
+        assert torch.allclose(flow.process_mean(None, 2), flow.offset.expand(2, 1, -1))
+        # temperature 0: the conditional mean path, the same for every seed
+        assert torch.allclose(flow.sample(fa[:1], 0.0, generator=gen(0), exp=e[:1]),
+                              flow.sample(fa[:1], 0.0, generator=gen(5), exp=e[:1]))
+    with pytest.raises(ValueError, match="W\\^e rows"):
+        flow.fit_temporal_correlation(w, fa, exp=e[:3])

@@ -155,6 +155,18 @@ def test_pose_loop_reduces_mle_and_calibrates_rho(corpus: Path, tmp_path: Path) 
         assert checkpoints(tmp_path / "checkpoints" / "pose" / "refit")[-1][0] == info["best_step"]
 
 
+def test_pose_offset_on_expression_is_fitted_only_when_asked(corpus: Path, tmp_path: Path) -> None:
+    clips = _clips(corpus)
+    cfg = PoseTrainConfig(loop=_loop(4, 4, 100), seq_len=16, holdout=0.0)
+    plain, _, _ = train_pose(clips, cfg, a2m_config("tiny"), tmp_path / "plain")
+    assert float(plain.flow.exp_map.abs().max()) == 0.0 and torch.equal(plain.flow.spread, torch.ones(6))
+    cond, _, _ = train_pose(clips, replace(cfg, condition_on_expression=True), a2m_config("tiny"),
+                            tmp_path / "cond")
+    assert float(cond.flow.exp_map.abs().max()) > 0.0
+    axes = cond.flow.axes
+    assert torch.allclose(axes.T @ axes, torch.eye(6), atol=1e-5)   # a rotation of z
+
+
 def test_pose_refit_trains_every_clip_for_the_chosen_steps(corpus: Path, tmp_path: Path,
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     clips = _clips(corpus)
@@ -281,6 +293,7 @@ def test_audio_driver_round_trip(corpus: Path, tmp_path: Path) -> None:
     pose = AudioPose(cfg.mouth.encoder, cfg.pose)
     pose.flow.fit_normalization(torch.from_numpy(np.concatenate([c.pose for c in clips])))
     pose.flow.rho.fill_(0.5)
+    pose.flow.exp_map.copy_(torch.randn(10, 6, generator=torch.Generator().manual_seed(0)))  # W^e offset
     save_mouth(tmp_path / "mouth.pt", AudioToMouth(cfg.mouth), "mfcc")
     save_pose(tmp_path / "pose.pt", pose, "mfcc")
     save_expression(tmp_path / "expression.pt", SemanticExpression(SMALL_EXP),
@@ -297,6 +310,11 @@ def test_audio_driver_round_trip(corpus: Path, tmp_path: Path) -> None:
     assert np.abs(out["pose"] - other["pose"]).max() > 1e-4
     happy = driver.predict(audio, 10, emotion=EMOTIONS[0])
     np.testing.assert_allclose(happy["exp"][3], emotion_means(clips)[0].numpy(), rtol=1e-6)
+    # the pose's latent offset follows the clip's W^e: same seed, other emotion, other pose
+    known = [e for k, e in enumerate(EMOTIONS) if not torch.isnan(emotion_means(clips)[k]).any()]
+    a, b = (driver.predict(audio, 10, emotion=e, pose_seed=0)["pose"] for e in known[:2])
+    assert np.abs(a - b).max() > 1e-3
+    assert torch.equal(driver.pose.flow.exp_map, pose.flow.exp_map)
     assert float(pose.flow.rho[0]) == pytest.approx(float(driver.pose.flow.rho[0]))
     with pytest.raises(ValueError):
         driver.predict(audio, 10, emotion="bored")

@@ -64,6 +64,9 @@ class PoseFlowConfig:
     temporal_rho: float = 0.0    # default lag-1 correlation of that part (0 = i.i.d.);
     temporal_shared: float = 0.0 # default fraction of z's variance held constant over a sequence;
                                  # PoseFlow.fit_temporal_correlation sets fitted values of both
+    latent_axes: str = "within"  # axes of that process: "within" (where the training latents'
+                                 # motion is uncorrelated across dimensions) | "identity" (z's own)
+    exp_dim: int = N_EXP         # size of the W^e a sequence's latent offset may be regressed on
 
 
 @dataclass(frozen=True)

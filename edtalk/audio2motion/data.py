@@ -74,6 +74,11 @@ def load_clips(features_dir: str | Path, weights_path: str | Path,
     return out
 
 
+def clip_expressions(clips: Sequence[ClipData]) -> torch.Tensor:
+    """(N, 10) each clip's mean W^e: the expression predictor's target, the pose offset's covariate."""
+    return torch.from_numpy(np.stack([c.exp.mean(0) for c in clips]))
+
+
 def emotion_means(clips: Sequence[ClipData]) -> torch.Tensor:
     """(8, 10) mean of the per-clip mean W^e for each emotion (NaN rows for absent classes)."""
     out = torch.full((len(EMOTIONS), clips[0].exp.shape[1]), float("nan"))

@@ -5,8 +5,9 @@
 float32 arrays for the EDTalk banks:
 
 * "mouth" (T, 20): MLP^m_A(E_a(window_t)) per frame (§3.3, audio-driven lips);
-* "pose" (T, 6): phi_p(z, f^a) with z ~ N(0, I) x temperature from ``pose_seed``
-  (AR(1) over time with the calibrated rho, Eq. 13 inverted);
+* "pose" (T, 6): phi_p(z, f^a) with z from the flow's fitted latent process x temperature
+  from ``pose_seed`` (smooth over time, Eq. 13 inverted); a flow fitted with a W^e offset
+  centres the clip's latent on the offset that this clip's "exp" predicts;
 * "exp" (T, 10): MLP^e_A([E_S(a); E_T(text)]) (either modality may be missing, Eq. 15),
   or, with ``emotion``, that emotion's mean W^e over the training clips. Expression is
   constant over a clip, as in MEAD and as the predictor is trained.
@@ -106,12 +107,6 @@ class AudioDriver:
         mouth = self.mouth(frame_windows(feats[self.mouth_feature], ctx_m))
         ctx_p = self.pose.encoder.cfg.context_frames
         fa = self.pose.features(frame_windows(feats[self.pose_feature], ctx_p)[None])
-        gen = torch.Generator()
-        if pose_seed is None:
-            gen.seed()
-        else:
-            gen.manual_seed(int(pose_seed))
-        pose = self.pose.flow.sample(fa, temperature, generator=gen)[0]
         if emotion is not None:
             exp = self.emotion_weights(emotion)
         else:
@@ -121,6 +116,12 @@ class AudioDriver:
             if wave is None and text is None:
                 raise ValueError("need audio (>= 0.1 s), a transcript or an emotion for the expression")
             exp = self.expression(wave, text)[0]
+        gen = torch.Generator()
+        if pose_seed is None:
+            gen.seed()
+        else:
+            gen.manual_seed(int(pose_seed))
+        pose = self.pose.flow.sample(fa, temperature, generator=gen, exp=exp[None])[0]
         return {"mouth": mouth.float().numpy(), "pose": pose.float().numpy(),
                 "exp": np.repeat(exp.float().numpy()[None], n_frames, axis=0)}
 

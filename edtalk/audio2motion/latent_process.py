@@ -13,6 +13,11 @@ so every z_t is N(0, I) and a whole sequence is N(0, K), K = a 11^T + (1 - a - e
 per dimension (``process_covariance``, density ``process_log_prob``). ``fit_process`` sets
 (rho, a, e) per dimension by maximum likelihood of training sequences; ``smooth_taps`` gives
 the filter that draws the "gaussian" u with a given rho.
+
+The dimensions are modelled independently, so ``PoseFlow`` runs the process in the axes
+where the training latents' motion within a sequence is uncorrelated
+(``within_sequence_axes``); ``ridge_offset`` fits the part of a sequence's offset c that a
+per-sequence covariate (the clip's W^e) explains.
 """
 
 from __future__ import annotations
@@ -134,6 +139,33 @@ def fit_process(latents: Sequence[torch.Tensor], kernel: str = "gaussian", max_r
         cand = torch.stack([torch.full((d,), rho, dtype=torch.float64), SHARED_GRID[ia], WHITE_GRID[ie]])
         out[:, better] = cand[:, better]
     return out[0], out[1], out[2]
+
+
+def within_sequence_axes(latents: Sequence[torch.Tensor]) -> torch.Tensor:
+    """Orthogonal (d, d) eigenvectors of the frame-weighted mean within-sequence covariance of
+    (T_i, d) sequences: in these axes the motion about each sequence's mean is uncorrelated
+    across dimensions. Total and offset covariances stay what they were (a rotation), and
+    since the latents' marginal is N(0, I) the offsets' covariance, I minus the within part,
+    is nearly diagonal in the same axes."""
+    d = latents[0].shape[1]
+    acc, frames = torch.zeros(d, d, dtype=torch.float64), 0
+    for z in latents:
+        x = z.double() - z.double().mean(0)
+        acc += x.T @ x
+        frames += len(z)
+    _, vectors = torch.linalg.eigh(acc / max(frames, 1))
+    return vectors
+
+
+def ridge_offset(means: torch.Tensor, covariates: torch.Tensor, ridge: float = 1.0
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Ridge regression of per-sequence means (N, d) on covariates (N, k): returns
+    (center (k,), map (k, d), offset (d,)) with mean_i ~ offset + (x_i - center) @ map."""
+    x, y = covariates.double(), means.double()
+    center, offset = x.mean(0), y.mean(0)
+    a = x - center
+    gram = a.T @ a + ridge * torch.eye(x.shape[1], dtype=torch.float64)
+    return center, torch.linalg.solve(gram, a.T @ (y - offset)), offset
 
 
 def process_log_prob(z: torch.Tensor, rho: torch.Tensor, shared: torch.Tensor, white: torch.Tensor,

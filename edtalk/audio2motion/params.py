@@ -50,6 +50,8 @@ class PoseTrainConfig:
                                      # used for early stopping (0 = off, train on all)
     eval_every: int = 10             # held-out NLL + jitter every n steps; the best state is kept
     refit: bool = True               # then train afresh on all train clips for the chosen steps
+    condition_on_expression: bool = False   # regress each clip's latent offset on its W^e
+                                     # (PoseFlow); not in the paper: where PLN carries expression
 
 
 @dataclass(frozen=True)
@@ -80,7 +82,8 @@ def pose_train_config(section: dict[str, Any], seed: int) -> PoseTrainConfig:
                            tem_weight=float(p["tem_weight"]), jitter_ratio=float(p["jitter_ratio"]),
                            noise=_noise_param(p.get("noise", 0.0)), max_rho=float(p.get("max_rho", 0.9999)),
                            holdout=float(p.get("holdout", 0.25)), eval_every=int(p.get("eval_every", 10)),
-                           refit=bool(p.get("refit", True)))
+                           refit=bool(p.get("refit", True)),
+                           condition_on_expression=bool(p.get("condition_on_expression", False)))
 
 
 def _noise_param(v: Any) -> float | str:

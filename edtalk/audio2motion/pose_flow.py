@@ -30,9 +30,18 @@ density is kept) and a whole sequence has the exact density ``sequence_log_prob`
 log N(z_{1:T}; 0, K) + sum_t log-det. ``fit_temporal_correlation`` sets the process's
 (rho, a, e) per dimension by maximum likelihood of the training sequences (``fit_process``).
 
+The process runs in fixed axes of z (``axes``: by default those where the training
+latents' motion within a sequence is uncorrelated, so that modelling the dimensions
+independently keeps the motion's cross-correlations), and a sequence's offset may be
+regressed on the clip's expression W^e (``fit_temporal_correlation(..., exp=...)``): in
+process coordinates y = z axes, y_t = m(W^e) + spread * r_t with r_t the process above and
+m(W^e) = offset + (W^e - exp_center) exp_map. Unfitted, axes = I, m = 0 and spread = 1.
+Why W^e: where PLN also carries expression (the default corpus: a clip's mean W^p is ~90 %
+predictable from its mean W^e), the mean pose of a clip depends on its emotion.
+
 Sampling (inference): w-hat_t = phi_p(z_t, h_t) with z drawn from that process *without*
-the measurement noise eps (the noise-free motion; seeds differ through c and u), times the
-temperature. ``calibrate_temporal_correlation`` only ever raises rho, until sampled jitter
+the measurement noise eps (the noise-free motion; seeds differ through c and u); the
+temperature scales the random part spread * r about m(W^e). ``calibrate_temporal_correlation`` only ever raises rho, until sampled jitter
 is at most ``target_ratio`` x the ground truth's. Temperature 0 gives the deterministic
 "mean path" phi_p(0, h_t), smooth because h is.
 """
@@ -46,8 +55,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from .config import PoseFlowConfig
-from .latent_process import (KERNELS, LOG_2PI, fit_process, gaussian_taps, process_log_prob,
-                             smooth_taps)
+from .latent_process import (KERNELS, LOG_2PI, fit_process, gaussian_taps, process_log_prob, ridge_offset,
+                             smooth_taps, within_sequence_axes)
+
+LATENT_AXES = ("within", "identity")
+OFFSET_RIDGE = 1.0       # ridge of the offset's regression on W^e (W^e's own units)
+# every buffer the sampling process is made of (fitted together, saved and restored together)
+PROCESS_BUFFERS = ("rho", "shared", "white", "axes", "exp_center", "exp_map", "offset", "spread")
 
 COV_EPS = 1e-6           # ridge on the fitted covariance (the same as ``gaussian_nll``'s)
 
@@ -182,6 +196,8 @@ class PoseFlow(nn.Module):
             raise ValueError("a coupling flow needs dim >= 2")
         if cfg.temporal_kernel not in KERNELS:
             raise ValueError(f"temporal_kernel must be one of {KERNELS}, got {cfg.temporal_kernel!r}")
+        if cfg.latent_axes not in LATENT_AXES:
+            raise ValueError(f"latent_axes must be one of {LATENT_AXES}, got {cfg.latent_axes!r}")
         self.cfg = cfg
         self.context = TemporalContext(cfg)
         self.affine = ConditionalAffine(cfg)
@@ -193,6 +209,12 @@ class PoseFlow(nn.Module):
         self.register_buffer("rho", torch.full((cfg.dim,), float(cfg.temporal_rho)))
         self.register_buffer("shared", torch.full((cfg.dim,), float(cfg.temporal_shared)))
         self.register_buffer("white", torch.zeros(cfg.dim))       # observation-noise fraction e
+        # the process's coordinates y = z axes and its W^e-dependent offset (module docstring)
+        self.register_buffer("axes", torch.eye(cfg.dim))
+        self.register_buffer("exp_center", torch.zeros(cfg.exp_dim))
+        self.register_buffer("exp_map", torch.zeros(cfg.exp_dim, cfg.dim))
+        self.register_buffer("offset", torch.zeros(cfg.dim))
+        self.register_buffer("spread", torch.ones(cfg.dim))
 
     def _check(self, x: torch.Tensor, fa: torch.Tensor) -> None:
         if x.ndim != 3 or x.shape[-1] != self.cfg.dim:
@@ -271,14 +293,17 @@ class PoseFlow(nn.Module):
     def sample_latent(self, shape: tuple[int, int], temperature: float = 1.0,
                       rho: float | torch.Tensor | None = None,
                       generator: torch.Generator | None = None,
-                      shared: float | torch.Tensor | None = None) -> torch.Tensor:
-        """z (B, T, dim) = temperature * (sqrt(a) c + sqrt(1 - a - e) u): the latent process
-        without its measurement noise e (``white``), so z_t ~ N(0, (1 - e) temperature^2 I).
+                      shared: float | torch.Tensor | None = None,
+                      exp: torch.Tensor | None = None) -> torch.Tensor:
+        """z (B, T, dim) = (m(exp) + temperature * spread * r) axes^T with r = sqrt(a) c +
+        sqrt(1 - a - e) u: the latent process without its measurement noise e (``white``).
+        Unfitted (axes = I, m = 0, spread = 1): z_t ~ N(0, (1 - e) temperature^2 I).
 
         c ~ N(0, I) once per sequence; u a unit-variance process over time with lag-1
         correlation ``rho`` (kernel ``cfg.temporal_kernel``). ``rho`` / ``shared`` (= a)
         None use the module's fitted or configured buffers; an explicit ``shared`` also
-        sets e = 0 (rho = 0 and a = 0 then give independent N(0, I) frames).
+        sets e = 0 (rho = 0 and a = 0 then give independent N(0, I) frames). ``exp``
+        (B, exp_dim): each sequence's W^e for the offset m (None: the training mean's).
         """
         b, t = shape
         d = self.cfg.dim
@@ -307,22 +332,47 @@ class PoseFlow(nn.Module):
                 u[:, i] = r * u[:, i - 1] + innov * eps[:, i]
         c = torch.randn(b, 1, d, generator=generator, device="cpu", dtype=dtype)
         e = self.white.to("cpu", dtype).clamp(0.0, 1.0) if shared is None else torch.zeros(d, dtype=dtype)
-        z = a.sqrt() * c + (1 - a - e).clamp(min=0.0).sqrt() * u
-        return (z * temperature).to(self.mean.device)
+        r = a.sqrt() * c + (1 - a - e).clamp(min=0.0).sqrt() * u
+        return self.from_process(r.to(self.mean.device), exp, temperature)
+
+    # --- the process's coordinates ---------------------------------------------------------
+    def process_mean(self, exp: torch.Tensor | None, batch: int) -> torch.Tensor:
+        """m(W^e) (B, 1, dim): the offset a sequence's W^e predicts (``offset`` when None)."""
+        if exp is None:
+            return self.offset.expand(batch, 1, -1)
+        exp = torch.as_tensor(exp).to(self.exp_map).reshape(-1, self.cfg.exp_dim)
+        if len(exp) not in (1, batch):
+            raise ValueError(f"exp has {len(exp)} rows for {batch} sequences")
+        return (self.offset + (exp - self.exp_center) @ self.exp_map).expand(batch, -1)[:, None]
+
+    def to_process(self, z: torch.Tensor, exp: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(r, log|det dr/dz| per sequence): latents (B, T, dim) in the process's standard units."""
+        m = self.process_mean(exp, z.shape[0]).to(z)
+        r = (z @ self.axes.to(z) - m) / self.spread.to(z)
+        return r, -z.shape[1] * torch.log(self.spread.to(z)).sum().expand(z.shape[0])
+
+    def from_process(self, r: torch.Tensor, exp: torch.Tensor | None = None,
+                     temperature: float = 1.0) -> torch.Tensor:
+        """z = (m(exp) + temperature * spread * r) axes^T for process draws r (B, T, dim)."""
+        m = self.process_mean(exp, r.shape[0]).to(r)
+        return (m + temperature * self.spread.to(r) * r) @ self.axes.to(r).T
 
     def sample(self, fa: torch.Tensor, temperature: float = 1.0,
                rho: float | torch.Tensor | None = None,
                generator: torch.Generator | None = None,
-               shared: float | torch.Tensor | None = None) -> torch.Tensor:
-        """Inference: w-hat = phi_p(z, f^a) with z from ``sample_latent``; temperature 0 = mean path."""
-        z = self.sample_latent(tuple(fa.shape[:2]), temperature, rho, generator, shared)
+               shared: float | torch.Tensor | None = None,
+               exp: torch.Tensor | None = None) -> torch.Tensor:
+        """Inference: w-hat = phi_p(z, f^a) with z from ``sample_latent`` (``exp``: each
+        sequence's W^e, for the offset); temperature 0 = the mean path phi_p(m(exp) axes^T, h_t)."""
+        z = self.sample_latent(tuple(fa.shape[:2]), temperature, rho, generator, shared, exp)
         return self.forward(z, fa)
 
     @torch.no_grad()
     def fit_temporal_correlation(self, w: torch.Tensor | Sequence[torch.Tensor],
                                  fa: torch.Tensor | Sequence[torch.Tensor],
-                                 max_rho: float = 0.9999) -> torch.Tensor:
-        """Set ``rho``, ``shared`` (a) and ``white`` (e) by maximum likelihood; returns rho (dim,).
+                                 max_rho: float = 0.9999,
+                                 exp: torch.Tensor | Sequence[torch.Tensor] | None = None) -> torch.Tensor:
+        """Set the sampling process (``PROCESS_BUFFERS``) from training sequences; returns rho (dim,).
 
         ``w`` (B, T, dim) / ``fa`` (B, T, cond_dim), or lists of (1, T_i, .) sequences of
         any lengths. Each latent dimension of z = phi_p^{-1}(w) is modelled over a sequence
@@ -333,6 +383,11 @@ class PoseFlow(nn.Module):
         measurement noise of W^p (the encoder's jitter on real frames): it counts in the
         likelihood (``sequence_log_prob``) but is not replayed by ``sample`` -- samples are
         the noise-free motion.
+
+        First the axes (``cfg.latent_axes``); then, with ``exp`` (one W^e per sequence, (B,
+        exp_dim) or a list), the offset m(W^e) by ridge regression of the sequences' mean
+        latents on their W^e, and ``spread`` as the residual's RMS per axis; the process is
+        fitted to the residual in those units. Without ``exp``: m = 0, spread = 1.
         """
         pairs = list(zip(w, fa)) if isinstance(w, (list, tuple)) else list(zip(w[:, None], fa[:, None]))
         latents = []
@@ -343,24 +398,47 @@ class PoseFlow(nn.Module):
                 latents.append(self.inverse(wi, fi)[0][0].double().cpu())
         if not latents:
             raise ValueError("need at least one sequence of >= 3 frames")
+        if exp is not None and len(exp) != len(pairs):
+            raise ValueError(f"{len(exp)} W^e rows for {len(pairs)} sequences")
+        d = self.cfg.dim
+        axes = (within_sequence_axes(latents) if self.cfg.latent_axes == "within"
+                else torch.eye(d, dtype=torch.float64))
+        latents = [z @ axes for z in latents]
+        center, weights = torch.zeros(self.cfg.exp_dim), torch.zeros(self.cfg.exp_dim, d)
+        offset, spread = torch.zeros(d), torch.ones(d)
+        if exp is not None:
+            rows = [torch.as_tensor(e).reshape(-1) for e, (wi, _) in zip(exp, pairs) if wi.shape[-2] >= 3]
+            if any(len(r) != self.cfg.exp_dim for r in rows):
+                raise ValueError(f"W^e rows must have exp_dim = {self.cfg.exp_dim} values")
+            center, weights, offset = ridge_offset(torch.stack([z.mean(0) for z in latents]),
+                                                   torch.stack(rows), OFFSET_RIDGE)
+            latents = [z - offset - (e.double() - center) @ weights for z, e in zip(latents, rows)]
+            spread = torch.cat(latents).pow(2).mean(0).sqrt().clamp(min=1e-6)
+            latents = [z / spread for z in latents]
+        for name, value in zip(("axes", "exp_center", "exp_map", "offset", "spread"),
+                               (axes, center, weights, offset, spread)):
+            getattr(self, name).copy_(value.to(getattr(self, name)))
         rho, shared, white = fit_process(latents, self.cfg.temporal_kernel, max_rho)
         self.rho.copy_(rho.to(self.rho))
         self.shared.copy_(shared.to(self.shared))
         self.white.copy_(white.to(self.white))
         return self.rho.clone()
 
-    def sequence_log_prob(self, w: torch.Tensor, fa: torch.Tensor) -> torch.Tensor:
-        """Exact log p(w_{1:T} | f^a) of whole sequences, (B,), nats: the latent process's
-        Gaussian density of z_{1:T} (``process_log_prob``) + every frame's log-det."""
+    def sequence_log_prob(self, w: torch.Tensor, fa: torch.Tensor,
+                          exp: torch.Tensor | None = None) -> torch.Tensor:
+        """Exact log p(w_{1:T} | f^a, W^e) of whole sequences, (B,), nats: the latent process's
+        Gaussian density of z_{1:T} (``process_log_prob`` in its own units) + every log-det."""
         z, logdet = self.inverse(w, fa)
-        ll = process_log_prob(z.cpu(), self.rho.cpu(), self.shared.cpu(), self.white.cpu(),
+        r, ld = self.to_process(z, exp)
+        ll = process_log_prob(r.cpu(), self.rho.cpu(), self.shared.cpu(), self.white.cpu(),
                               self.cfg.temporal_kernel)
-        return ll.to(z) + logdet.sum(1)
+        return ll.to(z) + ld + logdet.sum(1)
 
     @torch.no_grad()
     def calibrate_temporal_correlation(self, w: torch.Tensor, fa: torch.Tensor,
                                        target_ratio: float = 1.0, temperature: float = 1.0,
-                                       seed: int = 0, iters: int = 14, max_rho: float = 0.995) -> float:
+                                       seed: int = 0, iters: int = 14, max_rho: float = 0.995,
+                                       exp: torch.Tensor | None = None) -> float:
         """Raise ``rho`` (never lower it) until sampled jitter is <= ``target_ratio`` x the ground truth's.
 
         Bisection over a scalar rho in [current max rho, max_rho] (sampled jitter falls as rho
@@ -371,7 +449,7 @@ class PoseFlow(nn.Module):
 
         def rough(r: float | None) -> float:
             g = torch.Generator().manual_seed(seed)
-            return jitter(self.sample(fa, temperature, rho=r, generator=g))
+            return jitter(self.sample(fa, temperature, rho=r, generator=g, exp=exp))
 
         lo = float(self.rho.max())
         if rough(None) <= goal or lo >= max_rho:

@@ -17,7 +17,7 @@ from edtalk.train.data import step_generator, step_rng
 from edtalk.train.resumable import LoopResult
 
 from .config import ExpressionConfig
-from .data import ClipData
+from .data import ClipData, clip_expressions
 from .loop import run_loop
 from .params import ExpressionTrainConfig
 from .semantic_expression import SemanticExpression, expression_loss
@@ -48,7 +48,7 @@ def train_expression(clips: Sequence[ClipData], waves: Sequence[np.ndarray], tex
                          f"{len(clips)} clips x {exp_cfg.text_dim}")
     torch.manual_seed(cfg.loop.seed)
     model = SemanticExpression(exp_cfg)
-    targets = torch.from_numpy(np.stack([c.exp.mean(0) for c in clips]))
+    targets = clip_expressions(clips)
     samples = int(round(cfg.crop_seconds * sample_rate))
 
     def step_fn(step: int) -> dict[str, torch.Tensor]:

@@ -24,10 +24,10 @@ from edtalk.train.resumable import Checkpoints, LoopResult
 from .audio_encoder import feature_encoder_config, frame_windows
 from .audio_pose import AudioPose
 from .config import A2MConfig
-from .data import ClipData
+from .data import ClipData, clip_expressions
 from .loop import run_loop
 from .params import PoseTrainConfig
-from .pose_flow import jitter, mle_loss, pose_losses, select_noise
+from .pose_flow import PROCESS_BUFFERS, jitter, mle_loss, pose_losses, select_noise
 
 
 def _crops(clips: Sequence[ClipData], windows: dict[str, torch.Tensor], n: int, length: int,
@@ -211,13 +211,15 @@ def heldout_scores(model: AudioPose, fit: Sequence[ClipData], held: Sequence[Cli
     feats = {c.clip_id: model.features(windows[c.clip_id][None]) for c in (*fit, *held)}
     total = sum(float(flow.log_prob(torch.from_numpy(c.pose)[None], feats[c.clip_id]).sum()) for c in held)
     nll = -total / sum(len(c) for c in held)
-    kept = flow.rho.clone(), flow.shared.clone(), flow.white.clone()
+    kept = {name: getattr(flow, name).clone() for name in PROCESS_BUFFERS}
     flow.fit_temporal_correlation([torch.from_numpy(c.pose)[None] for c in fit],
-                                  [feats[c.clip_id] for c in fit], max_rho=cfg.max_rho)
+                                  [feats[c.clip_id] for c in fit], max_rho=cfg.max_rho,
+                                  exp=clip_expressions(fit) if cfg.condition_on_expression else None)
     g = torch.Generator().manual_seed(cfg.loop.seed)
-    jit_s = [jitter(flow.sample(feats[c.clip_id], generator=g)) for c in held]
-    for buf, value in zip((flow.rho, flow.shared, flow.white), kept):
-        buf.copy_(value)
+    jit_s = [jitter(flow.sample(feats[c.clip_id], generator=g, exp=clip_expressions([c])))
+             for c in held]
+    for name, value in kept.items():
+        getattr(flow, name).copy_(value)
     jit_g = [jitter(torch.from_numpy(c.pose)[None]) for c in held]
     return nll, float(np.mean(jit_s)) / max(float(np.mean(jit_g)), 1e-12)
 
@@ -225,7 +227,8 @@ def heldout_scores(model: AudioPose, fit: Sequence[ClipData], held: Sequence[Cli
 @torch.no_grad()
 def calibrate_pose(model: AudioPose, clips: Sequence[ClipData], cfg: PoseTrainConfig,
                    max_clips: int = 8) -> float:
-    """Fit the latent process (rho, shared a, white e) to all train clips, then cap the jitter.
+    """Fit the latent process (rho, shared a, white e, its axes and, with
+    ``cfg.condition_on_expression``, its W^e offset) to all train clips, then cap the jitter.
 
     The cap (rho only ever raised) holds sampled jitter to ``jitter_ratio`` x the ground
     truth on equal-length crops of at most ``max_clips`` clips spread over the list.
@@ -234,11 +237,13 @@ def calibrate_pose(model: AudioPose, clips: Sequence[ClipData], cfg: PoseTrainCo
     windows = pose_windows(clips, cfg.feature, model.encoder.cfg.context_frames)
     model.flow.fit_temporal_correlation([torch.from_numpy(c.pose)[None] for c in clips],
                                         [model.features(windows[c.clip_id][None]) for c in clips],
-                                        max_rho=cfg.max_rho)
+                                        max_rho=cfg.max_rho,
+                                        exp=clip_expressions(clips) if cfg.condition_on_expression else None)
     picks = np.linspace(0, len(clips) - 1, min(max_clips, len(clips))).round().astype(int)
     clips = [clips[i] for i in np.unique(picks)]
     length = min(len(c) for c in clips)
     w = torch.stack([torch.from_numpy(c.pose[:length]) for c in clips])
     fa = model.features(torch.stack([windows[c.clip_id][:length] for c in clips]))
     return model.flow.calibrate_temporal_correlation(w, fa, target_ratio=cfg.jitter_ratio,
-                                                     seed=cfg.loop.seed, iters=16, max_rho=cfg.max_rho)
+                                                     seed=cfg.loop.seed, iters=16, max_rho=cfg.max_rho,
+                                                     exp=clip_expressions(clips))

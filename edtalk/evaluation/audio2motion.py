@@ -30,7 +30,7 @@ import torch
 
 from edtalk import generate as gen
 from edtalk.audio2motion.audio_encoder import frame_windows
-from edtalk.audio2motion.data import ClipData
+from edtalk.audio2motion.data import ClipData, clip_expressions
 from edtalk.audio2motion.driver import AudioDriver
 from edtalk.audio2motion.latent_process import fit_process, process_log_prob
 from edtalk.audio2motion.mouth import mouth_feature_loss
@@ -54,14 +54,15 @@ def evaluate_pose(driver: AudioDriver, train: Sequence[ClipData], test: Sequence
     for c in test:
         w = torch.from_numpy(c.pose)[None]
         fa = model.features(frame_windows(c.features(driver.pose_feature), ctx)[None])
+        exp = clip_expressions([c])         # the offset's covariate (no effect unless fitted with one)
         lls.append(flow.log_prob(w, fa)[0])
-        seq.append(float(flow.sequence_log_prob(w, fa)[0]))
+        seq.append(float(flow.sequence_log_prob(w, fa, exp)[0]))
         base.append(flow.base_log_prob(w)[0])
-        samples = torch.cat([flow.sample(fa, temperature, generator=torch.Generator().manual_seed(s))
+        samples = torch.cat([flow.sample(fa, temperature, generator=torch.Generator().manual_seed(s), exp=exp)
                              for s in range(seeds)])                                  # (S, T, 6)
         seed_var.append(samples.var(0).mean())
         jit_s.append(jitter(samples))
-        jit_m.append(jitter(flow.sample(fa, 0.0)))
+        jit_m.append(jitter(flow.sample(fa, 0.0, exp=exp)))
         jit_g.append(jitter(w))
     train_w = torch.from_numpy(np.concatenate([c.pose for c in train]))
     test_w = torch.from_numpy(np.concatenate([c.pose for c in test]))
@@ -81,6 +82,7 @@ def evaluate_pose(driver: AudioDriver, train: Sequence[ClipData], test: Sequence
             "jitter_mean_path": float(np.mean(jit_m)),
             "jitter_ratio_mean_path": float(np.mean(jit_m)) / gt_jitter,
             "rho": float(flow.rho.mean()), "shared": float(flow.shared.mean()),
+            "offset_on_expression": bool(flow.exp_map.abs().sum() > 0),   # W^e given: the clip's own
             "seeds": seeds, "temperature": temperature}
 
 
@@ -106,7 +108,7 @@ def evaluate_expression(driver: AudioDriver, test: Sequence[ClipData], waves: Se
     labels = torch.tensor([c.label for c in test])
     means = driver.emotion_means
     out: dict[str, Any] = {"clips": len(test), "chance": 1.0 / len(EMOTIONS)}
-    gt = torch.from_numpy(np.stack([c.exp.mean(0) for c in test]))
+    gt = clip_expressions(test)
     modes = {"audio+text": (True, True), "audio": (True, False), "text": (False, True)}
     for name, (use_a, use_t) in modes.items():
         preds = []
@@ -118,7 +120,7 @@ def evaluate_expression(driver: AudioDriver, test: Sequence[ClipData], waves: Se
         out[f"accuracy_{name}"] = float((nearest_emotion(pred, means) == labels).float().mean())
         out[f"l1_{name}"] = float((pred - gt).abs().mean())
     if train is not None:   # L_exp of always predicting the train clips' mean W^e
-        mean = torch.from_numpy(np.stack([c.exp.mean(0) for c in train]).mean(0))
+        mean = clip_expressions(train).mean(0)
         out["l1_mean_baseline"] = float((mean - gt).abs().mean())
     out["accuracy_gt_weights"] = float((nearest_emotion(gt, means) == labels).float().mean())
     return out
