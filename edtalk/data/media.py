@@ -7,6 +7,7 @@ a quarantine reason, so that stages can record them per clip and go on.
 
 from __future__ import annotations
 
+import functools
 import wave
 from dataclasses import dataclass
 from fractions import Fraction
@@ -133,6 +134,27 @@ def read_audio(path: str | Path, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
     return np.concatenate(chunks).astype(np.float32)
 
 
+# x264's CPU features up to AVX2 (its names): what it uses on a CPU with AVX-512 when told
+# to leave AVX-512 out. Every CPU with AVX-512 has all of these.
+X264_CPU_BELOW_AVX512 = "MMX2,SSE,SSE2,SSE3,SSSE3,SSE4.1,SSE4.2,AVX,FMA3,AVX2,LZCNT,BMI1,BMI2"
+
+
+@functools.lru_cache(maxsize=1)
+def x264_options(cpuinfo: str = "/proc/cpuinfo") -> dict[str, str]:
+    """Extra libx264 options that keep encodes byte-identical on this CPU.
+
+    With its AVX-512 code (bundled with PyAV 18.1, on Xeons with AVX-512) the same frames
+    encoded twice in one process decoded up to 45 levels apart, so the corpus, and every
+    report after it, changed from run to run; limited to AVX2 the encodes are identical,
+    as on AVX2-only machines. Elsewhere (no /proc/cpuinfo, no AVX-512): none.
+    """
+    try:
+        has_avx512 = "avx512f" in Path(cpuinfo).read_text()
+    except OSError:
+        return {}
+    return {"x264-params": f"asm={X264_CPU_BELOW_AVX512}"} if has_avx512 else {}
+
+
 def write_video(
     path: str | Path,
     frames: np.ndarray,
@@ -157,8 +179,9 @@ def write_video(
         rate = int(round(fps)) if float(fps).is_integer() else Fraction(fps).limit_denominator(1001)
         vs = container.add_stream("libx264", rate=rate)
         vs.width, vs.height, vs.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
-        # Single-threaded, no B-frame lookahead variance: byte-identical output per input.
-        vs.options = {"crf": str(crf), "preset": "veryfast", "threads": "1"}
+        # Single-threaded, no B-frame lookahead variance, no AVX-512 (``x264_options``):
+        # byte-identical output per input.
+        vs.options = {"crf": str(crf), "preset": "veryfast", "threads": "1", **x264_options()}
         vs.thread_count = 1
         aus = None
         if audio is not None:
