@@ -36,14 +36,15 @@ independently keeps the motion's cross-correlations), and a sequence's offset ma
 regressed on the clip's expression W^e (``fit_temporal_correlation(..., exp=...)``): in
 process coordinates y = z axes, y_t = m(W^e) + spread * r_t with r_t the process above and
 m(W^e) = offset + (W^e - exp_center) exp_map. Unfitted, axes = I, m = 0 and spread = 1.
-Why W^e: where PLN also carries expression (the default corpus: a clip's mean W^p is ~90 %
-predictable from its mean W^e), the mean pose of a clip depends on its emotion.
+Why W^e: where PLN also carries expression (on the default corpus a clip's mean W^p is
+87.5 % predictable from its mean W^e), the mean W^p of a clip depends on its emotion.
 
 Sampling (inference): w-hat_t = phi_p(z_t, h_t) with z drawn from that process *without*
 the measurement noise eps (the noise-free motion; seeds differ through c and u); the
-temperature scales the random part spread * r about m(W^e). ``calibrate_temporal_correlation`` only ever raises rho, until sampled jitter
-is at most ``target_ratio`` x the ground truth's. Temperature 0 gives the deterministic
-"mean path" phi_p(0, h_t), smooth because h is.
+temperature scales the random part spread * r about m(W^e). ``calibrate_temporal_correlation``
+only ever raises rho, until sampled jitter is at most ``target_ratio`` x the ground truth's.
+Temperature 0 gives the deterministic "mean path" phi_p(m(W^e) axes^T, h_t), smooth because
+h is.
 """
 
 from __future__ import annotations

@@ -82,7 +82,8 @@ def evaluate_pose(driver: AudioDriver, train: Sequence[ClipData], test: Sequence
             "jitter_mean_path": float(np.mean(jit_m)),
             "jitter_ratio_mean_path": float(np.mean(jit_m)) / gt_jitter,
             "rho": float(flow.rho.mean()), "shared": float(flow.shared.mean()),
-            "offset_on_expression": bool(flow.exp_map.abs().sum() > 0),   # W^e given: the clip's own
+            # a flow with a W^e offset drew the samples above about each clip's own (true) W^e
+            "offset_on_expression": bool(flow.exp_map.abs().sum() > 0),
             "seeds": seeds, "temperature": temperature}
 
 
