@@ -20,13 +20,13 @@ import torch
 import torch.nn.functional as F
 
 from edtalk.data.pixel_cache import PixelCache
+from edtalk.data.schema import MOUTH
 
-MOUTH = slice(48, 68)   # iBUG 68-point mouth (outer lip 48-59, inner 60-67)
 # The region a mouth swap moves (``train.mouth_pose.mouth_region``): the lips (the release's
 # box), or the lips and the chin below them (jaw points 6-10), which drop with the lower lip
 # when the mouth opens. Left outside the box, the chin's drop is a difference the swap
 # does not carry, so the cross-reconstruction teaches PLN to carry it.
-MOUTH_REGIONS = {"lips": np.arange(48, 68), "lips_chin": np.r_[6:11, 48:68]}
+MOUTH_REGIONS = {"lips": np.r_[MOUTH], "lips_chin": np.r_[6:11, MOUTH]}
 
 
 @dataclass
